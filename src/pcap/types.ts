@@ -120,6 +120,8 @@ export interface OutputInterface {
   linktype: number;
   /** 0 = no limit (pcapng); pcap uses 262144 when 0. */
   snaplen?: number;
+  /** Bytes of FCS at the end of every frame (pcap link-type FCS bits, pcapng if_fcslen); 0 when absent. */
+  fcsLen?: number;
 }
 
 /** A Decryption Secrets Block to embed in pcapng output. */

@@ -1,0 +1,39 @@
+/** Small formatting helpers for the human-readable summaries on stderr. */
+
+export function int(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+export function rate(count: number, ns: number): string {
+  if (ns <= 0) return '-';
+  const perSec = (count * 1e9) / ns;
+  if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M`;
+  if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k`;
+  return perSec.toFixed(0);
+}
+
+/** Two columns, left-aligned label, right-aligned value. */
+export function table(rows: [string, string][], indent = '  '): string {
+  const w = Math.max(...rows.map((r) => r[0].length));
+  const v = Math.max(...rows.map((r) => r[1].length));
+  return rows.map(([a, b]) => `${indent}${a.padEnd(w)}  ${b.padStart(v)}`).join('\n');
+}
+
+export function isoTime(sec: number): string {
+  const ms = Math.floor(sec * 1000);
+  const iso = new Date(ms).toISOString();
+  const frac = (sec - Math.floor(sec)).toFixed(9).slice(1); // ".123456789"
+  return iso.slice(0, 19) + frac + 'Z';
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * The dpemu command. Every subcommand has --help; errors are one line on stderr with an exit
+ * code that says what kind of failure it was (see EXIT_CODES_HELP).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_USAGE } from './errors.js';
+import { runReplay } from './replay.js';
+import { runInfo } from './info.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('dpemu')
+    .description('Packet-level data-plane emulator: replays pcap/pcapng captures through emulated network elements')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `\n${EXIT_CODES_HELP}`)
+    .exitOverride();
+
+  program
+    .command('replay')
+    .description('Run a capture through the emulated data plane and write what comes out')
+    .requiredOption('--in <file>', 'input capture (pcap or pcapng)')
+    .requiredOption('--out <file>', 'output capture (written atomically; never the input file)')
+    .addOption(new Option('--format <fmt>', 'output format (default: from the --out extension, else pcapng)').choices(['pcap', 'pcapng']))
+    .option('--ns', 'pcap output: nanosecond timestamps (default microseconds)', false)
+    .addOption(new Option('--on-damage <mode>', 'a damaged pcapng block: stop there, or skip to the next valid block').choices(['stop', 'skip']).default('stop'))
+    .option('--json', 'print the accounting as JSON on stdout', false)
+    .option('--stats <file>', 'also write the accounting as JSON to this file')
+    .addHelpText('after', `
+With no --node or --topology, the identity pipeline: every frame is parsed and written unchanged.
+The summary (accounting, frames/s) goes to stderr.
+
+Example:
+  dpemu replay --in pcaps/reference-flows.pcap --out /tmp/out.pcapng
+
+${EXIT_CODES_HELP}`)
+    .action(runReplay);
+
+  program
+    .command('info')
+    .description('Describe a capture: format, link types, interfaces, packets, time span, protocols')
+    .argument('<file>', 'capture file (pcap or pcapng)')
+    .option('--json', 'print as JSON', false)
+    .addOption(new Option('--on-damage <mode>', 'a damaged pcapng block: stop there, or skip to the next valid block').choices(['stop', 'skip']).default('stop'))
+    .addHelpText('after', `\n${EXIT_CODES_HELP}`)
+    .action(runInfo);
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here with code 0; usage errors were already printed.
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    process.stderr.write(`dpemu: ${describeError(e)}\n`);
+    return exitCodeFor(e);
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;
