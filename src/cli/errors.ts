@@ -4,6 +4,9 @@
  */
 import { CaptureError } from '../pcap/errors.js';
 import { WriterError } from '../pcap/writer.js';
+import { ConfigError } from '../elements/linux/config.js';
+import { IngressError } from '../engine/ingress.js';
+import { RulesetError } from '../netfilter/iptables-save.js';
 
 export const EXIT_OK = 0;
 /** A bug in dpemu (an exception nobody expected). */
@@ -34,13 +37,15 @@ export class UserError extends Error {
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UserError) return e.exitCode;
-  if (e instanceof CaptureError) return EXIT_INPUT;
+  if (e instanceof CaptureError || e instanceof ConfigError || e instanceof IngressError || e instanceof RulesetError) return EXIT_INPUT;
   if (e instanceof WriterError) return EXIT_OUTPUT;
   return EXIT_INTERNAL;
 }
 
 export function describeError(e: unknown): string {
-  if (e instanceof UserError || e instanceof CaptureError || e instanceof WriterError) return e.message;
+  if (e instanceof UserError || e instanceof CaptureError || e instanceof WriterError || e instanceof ConfigError || e instanceof IngressError || e instanceof RulesetError) {
+    return e.message;
+  }
   const msg = e instanceof Error ? e.message : String(e);
   const stack = process.env.DPEMU_DEBUG && e instanceof Error ? `\n${e.stack}` : '';
   return `internal error: ${msg}${stack}`;

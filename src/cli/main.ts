@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_USAGE } from './errors.js';
 import { runReplay } from './replay.js';
 import { runInfo } from './info.js';
+import { runTrace } from './trace.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -29,17 +30,42 @@ export function buildProgram(): Command {
     .addOption(new Option('--format <fmt>', 'output format (default: from the --out extension, else pcapng)').choices(['pcap', 'pcapng']))
     .option('--ns', 'pcap output: nanosecond timestamps (default microseconds)', false)
     .addOption(new Option('--on-damage <mode>', 'a damaged pcapng block: stop there, or skip to the next valid block').choices(['stop', 'skip']).default('stop'))
+    .option('--node <file>', 'run the frames through one Linux node described by this YAML file')
+    .option('--ingress <file>', 'with --node: interface each frame enters on, one name per line (line k = frame k)')
+    .option('--seed <n>', 'seed of the PRNG behind random choices (statistic random, NAT ports)', '1')
+    .option('--no-comments', 'pcapng output: no per-frame comment with the verdict and NAT')
     .option('--json', 'print the accounting as JSON on stdout', false)
     .option('--stats <file>', 'also write the accounting as JSON to this file')
     .addHelpText('after', `
 With no --node or --topology, the identity pipeline: every frame is parsed and written unchanged.
-The summary (accounting, frames/s) goes to stderr.
+With --node, each frame enters the node on the interface given by --ingress, else the one the
+pcapng record's interface name names, else the one whose MAC is the frame's destination MAC.
+The output has one interface per Ethernet interface of the node; frames the node delivers
+locally or drops are not written but counted by reason. The summary goes to stderr.
 
-Example:
+Examples:
   dpemu replay --in pcaps/reference-flows.pcap --out /tmp/out.pcapng
+  dpemu replay --node pcaps/edge-node.yaml --in pcaps/edge-flows.pcapng --out /tmp/edge.pcapng
 
 ${EXIT_CODES_HELP}`)
     .action(runReplay);
+
+  program
+    .command('trace')
+    .description('Show every step one packet takes through a node: hooks, chains, rules, conntrack, NAT, route, device')
+    .argument('[packet...]', 'a packet, e.g.: tcp 10.0.0.1:1234 > 172.21.0.10:80 syn in eth0 [ttl N] [len N] [df]')
+    .requiredOption('--node <file>', 'the node (YAML)')
+    .option('--in <file>', 'take the packet from this capture (the frames before it run first)')
+    .option('--frame <n>', 'with --in: frame number, 1 = first', '1')
+    .option('--ingress <file>', 'with --in: interface each frame enters on, one name per line')
+    .option('--seed <n>', 'PRNG seed', '1')
+    .addHelpText('after', `
+Examples:
+  dpemu trace --node pcaps/edge-node.yaml tcp 203.0.113.7:40000 '>' 169.61.10.5:443 syn in uplink
+  dpemu trace --node pcaps/edge-node.yaml --in pcaps/edge-flows.pcapng --frame 3
+
+${EXIT_CODES_HELP}`)
+    .action(runTrace);
 
   program
     .command('info')

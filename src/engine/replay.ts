@@ -38,9 +38,9 @@ export function replayIdentity(opts: ReplayOptions): ReplayResult {
   const view = new PacketView();
   let writer: CaptureWriter | undefined;
   // Input interface id -> output interface id, and per-interface link facts for the parser.
-  let ifaceMap = new Uint32Array(16);
-  let linktypeOf = new Uint32Array(16);
-  let fcsOf = new Uint32Array(16);
+  let ifaceMap: Uint32Array = new Uint32Array(16);
+  let linktypeOf: Uint32Array = new Uint32Array(16);
+  let fcsOf: Uint32Array = new Uint32Array(16);
   let mapped = 0;
   let damage: CaptureError | undefined;
   try {

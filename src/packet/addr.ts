@@ -85,7 +85,7 @@ export function maskToPrefix(mask: number): number {
   const inv = ~mask >>> 0;
   // Contiguous iff the inverted mask is 2^k - 1.
   if ((inv & (inv + 1)) !== 0) return -1;
-  return 32 - Math.clz32(inv) === 0 ? 32 : Math.clz32(inv);
+  return Math.clz32(inv);
 }
 
 /** "02:00:00:00:00:01" (or with '-') → 6 bytes. */

@@ -76,6 +76,7 @@ const OPT_SHB_USERAPPL = 4;
 const OPT_IF_NAME = 2;
 const OPT_IF_DESCRIPTION = 3;
 const OPT_IF_TSRESOL = 9;
+const OPT_IF_FCSLEN = 13;
 const OPT_EPB_FLAGS = 2;
 
 /** Longest option value (the option length is a u16). */
@@ -290,7 +291,7 @@ export class CaptureWriter {
         dv.setUint32(8, 0, true);
         dv.setUint32(12, 0, true);
         dv.setUint32(16, this.snaplens[0]!, true);
-        dv.setUint32(20, iface.linktype >>> 0, true);
+        dv.setUint32(20, pcapLinkField(iface), true);
         this.pos = 24;
       }
     } catch (e) {
@@ -329,10 +330,11 @@ export class CaptureWriter {
     this.checkOpen();
     if (!this.ng) {
       const first = this.interfaces[0];
-      if (first && first.linktype !== iface.linktype) {
+      if (first && (first.linktype !== iface.linktype || (first.fcsLen ?? 0) !== (iface.fcsLen ?? 0))) {
         throw new WriterError(
           `${this.displayPath}: a pcap file has one link type: cannot add interface ${JSON.stringify(iface.name)} ` +
-            `with linktype ${iface.linktype} to a file of linktype ${first.linktype} (write pcapng)`,
+            `with linktype ${iface.linktype} (FCS ${iface.fcsLen ?? 0} B) to a file of linktype ${first.linktype} ` +
+            `(FCS ${first.fcsLen ?? 0} B); write pcapng`,
           this.displayPath,
         );
       }
@@ -342,7 +344,8 @@ export class CaptureWriter {
     const desc = iface.description;
     const snaplen = iface.snaplen ? iface.snaplen >>> 0 : 0;
     // Body: linktype u16, reserved u16, snaplen u32, options.
-    const bound = 12 + 8 + optBound(name) + (desc !== undefined ? optBound(desc) : 0) + 8 + 4 + 4;
+    const fcsLen = iface.fcsLen ?? 0;
+    const bound = 16 + optBound(name) + (desc !== undefined ? optBound(desc) : 0) + 8 + 8 + 4 + 4;
     this.reserve(bound);
     const dv = this.dv;
     const start = this.pos;
@@ -357,6 +360,12 @@ export class CaptureWriter {
     dv.setUint16(p + 2, 1, true);
     dv.setUint32(p + 4, 9, true); // value 9 (10^-9 s) then three zero pad bytes (LE u32)
     p += 8;
+    if (fcsLen !== 0) {
+      dv.setUint16(p, OPT_IF_FCSLEN, true);
+      dv.setUint16(p + 2, 1, true);
+      dv.setUint32(p + 4, fcsLen & 0xff, true);
+      p += 8;
+    }
     dv.setUint32(p, OPT_ENDOFOPT, true); // code 0, length 0
     p += 4;
     this.endBlock(start, p);
@@ -394,7 +403,16 @@ export class CaptureWriter {
     }
   }
 
-  /** Write every record of a batch (comments and flags included), iface remapped through ifaceMap if given. */
+  /**
+   * Write every record of a batch (comments and flags included), iface remapped through ifaceMap
+   * if given.
+   *
+   * Records that lie in the source buffer with the same stride as their output blocks (pcap →
+   * pcap: 16-byte header + data; pcapng → pcapng: EPBs without options other than epb_flags) are
+   * copied as one run with a single Uint8Array.prototype.set (memcpy), and then every header,
+   * padding, option and trailer in the run is rewritten. Identity replays hit this path for
+   * nearly every record; anything else (and runs of one) takes the per-record path.
+   */
   writeBatch(batch: RecordBatch, ifaceMap?: Uint32Array): void {
     const n = batch.count;
     const buf = batch.buf;
@@ -402,23 +420,162 @@ export class CaptureWriter {
     const { offset, caplen, origlen, tsSec, tsNsec, iface, flags } = batch;
     const comments = batch.comments;
     const anyComments = comments.length !== 0;
+    let i = 0;
     if (this.ng) {
-      for (let i = 0; i < n; i++) {
+      while (i < n) {
+        const j = this.epbRun(batch, i, ifaceMap, anyComments);
+        if (j > i) {
+          i = j;
+          continue;
+        }
         const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
         const c = anyComments ? comments[i] : undefined;
         if (c === undefined) this.epb(buf, sdv, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc, flags[i]!);
         else this.epbComments(buf, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc, c, flags[i]!);
+        i++;
       }
     } else {
-      for (let i = 0; i < n; i++) {
-        const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
-        if (anyComments) {
-          const c = comments[i];
+      if (anyComments) {
+        for (let k = 0; k < n; k++) {
+          const c = comments[k];
           if (c !== undefined) this.dropped += c.length;
         }
+      }
+      while (i < n) {
+        const j = this.pcapRun(batch, i, ifaceMap);
+        if (j > i) {
+          i = j;
+          continue;
+        }
+        const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
         this.pcapRecord(buf, sdv, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc);
+        i++;
       }
     }
+  }
+
+  /**
+   * pcap: the longest run of records from i that are valid, contiguous in the source with a
+   * 16-byte gap (their pcap headers) and fit the buffer; copies it with one memcpy and rewrites
+   * the headers. Returns the end of the run, or i if it is shorter than two records.
+   */
+  private pcapRun(batch: RecordBatch, i: number, ifaceMap: Uint32Array | undefined): number {
+    const { offset, caplen, origlen, tsSec, tsNsec, iface } = batch;
+    const n = batch.count;
+    const snaplen = this.snaplens[0]!;
+    let room = this.limit - this.pos;
+    if (room < 1024 && this.limit > 0) {
+      this.flushBuffer();
+      room = this.limit;
+    }
+    let j = i;
+    let bytes = 0;
+    let next = offset[i]!;
+    for (; j < n; j++) {
+      const c = caplen[j]!;
+      const ts = tsSec[j]!;
+      const ns = tsNsec[j]!;
+      if (
+        offset[j] !== next ||
+        c > snaplen ||
+        (ifaceMap !== undefined ? ifaceMap[iface[j]!] : iface[j]) !== 0 ||
+        !(ts >= 0 && ts < TWO_32) ||
+        !(ns < 1e9) ||
+        bytes + 16 + c > room
+      ) {
+        break;
+      }
+      bytes += 16 + c;
+      next += 16 + c;
+    }
+    if (j - i < 2) return i;
+    const start = offset[i]!;
+    const end = offset[j - 1]! + caplen[j - 1]!;
+    if (end > batch.buf.length) return i; // the per-record path reports it
+    const buf = batch.buf;
+    const pos = this.pos;
+    this.out.set(new Uint8Array(buf.buffer, buf.byteOffset + start, end - start), pos + 16);
+    const dv = this.dv;
+    const ns = this.ns;
+    for (let k = i; k < j; k++) {
+      const h = pos + offset[k]! - start;
+      const c = caplen[k]!;
+      const o = origlen[k]!;
+      dv.setUint32(h, tsSec[k]!, true);
+      dv.setUint32(h + 4, ns ? tsNsec[k]! : tsNsec[k]! / 1000, true);
+      dv.setUint32(h + 8, c, true);
+      dv.setUint32(h + 12, o < c ? c : o, true);
+    }
+    this.pos = pos + bytes;
+    this.records += j - i;
+    return j;
+  }
+
+  /**
+   * pcapng: like pcapRun for EPBs. The source stride of record k must equal its output block
+   * length (32 + padded caplen, + 12 with epb_flags): that is how an EPB without other options
+   * lies in a pcapng reader's buffer.
+   */
+  private epbRun(batch: RecordBatch, i: number, ifaceMap: Uint32Array | undefined, anyComments: boolean): number {
+    const { offset, caplen, origlen, tsSec, tsNsec, iface, flags, comments } = batch;
+    const n = batch.count;
+    const nIf = this.nIf;
+    const snaplens = this.snaplens;
+    let room = this.limit - this.pos;
+    if (room < 1024 && this.limit > 0) {
+      this.flushBuffer();
+      room = this.limit;
+    }
+    let j = i;
+    let bytes = 0;
+    let next = offset[i]!;
+    for (; j < n; j++) {
+      const c = caplen[j]!;
+      const ts = tsSec[j]!;
+      const ifc = ifaceMap !== undefined ? ifaceMap[iface[j]!]! : iface[j]!;
+      if (offset[j] !== next || !(ifc < nIf) || (anyComments && comments[j] !== undefined)) break;
+      const snap = snaplens[ifc]!;
+      const blockLen = (flags[j] !== 0 ? 44 : 32) + ((c + 3) & ~3);
+      if ((snap !== 0 && c > snap) || !(ts >= 0 && ts < TWO_32) || !(tsNsec[j]! < 1e9) || bytes + blockLen > room) break;
+      bytes += blockLen;
+      next += blockLen;
+    }
+    if (j - i < 2) return i;
+    const start = offset[i]!;
+    const end = offset[j - 1]! + caplen[j - 1]!;
+    if (end > batch.buf.length) return i;
+    const buf = batch.buf;
+    const pos = this.pos;
+    const out = this.out;
+    out.set(new Uint8Array(buf.buffer, buf.byteOffset + start, end - start), pos + 28);
+    const dv = this.dv;
+    for (let k = i; k < j; k++) {
+      const b = pos + offset[k]! - start; // block start = data start - 28
+      const c = caplen[k]!;
+      const o = origlen[k]!;
+      const f = flags[k]!;
+      const padded = (c + 3) & ~3;
+      const blockLen = (f !== 0 ? 44 : 32) + padded;
+      dv.setUint32(b, BT_EPB, true);
+      dv.setUint32(b + 4, blockLen, true);
+      dv.setUint32(b + 8, ifaceMap !== undefined ? ifaceMap[iface[k]!]! : iface[k]!, true);
+      this.putTimestamp(b + 12, tsSec[k]!, tsNsec[k]!);
+      dv.setUint32(b + 20, c, true);
+      dv.setUint32(b + 24, o < c ? c : o, true);
+      for (let z = c; z < padded; z++) out[b + 28 + z] = 0;
+      let p = b + 28 + padded;
+      if (f !== 0) {
+        dv.setUint16(p, OPT_EPB_FLAGS, true);
+        dv.setUint16(p + 2, 4, true);
+        dv.setUint32(p + 4, f, true);
+        dv.setUint32(p + 8, OPT_ENDOFOPT, true);
+        p += 12;
+      }
+      dv.setUint32(p, blockLen, true);
+    }
+    this.pos = pos + bytes;
+    this.records += j - i;
+    return j;
   }
 
   /** Flush what is buffered (the file stays open). */
@@ -830,6 +987,12 @@ function optBound(s: string): number {
   return 4 + pad4(utf8 < MAX_OPT_LEN ? utf8 : MAX_OPT_LEN);
 }
 
+/** pcap header link-type field: LinkType, and the FCS length (in 16-bit words) with the P bit. */
+function pcapLinkField(iface: OutputInterface): number {
+  const fcs = iface.fcsLen ?? 0;
+  return fcs ? ((iface.linktype & 0xffff) | (1 << 26) | (((fcs >> 1) & 0xf) << 28)) >>> 0 : iface.linktype & 0xffff;
+}
+
 function validateOptions(where: string, opts: WriterOptions): void {
   if (opts.format !== 'pcap' && opts.format !== 'pcapng') {
     throw new WriterError(`${where}: unknown capture format ${JSON.stringify(opts.format)}`, where);
@@ -845,6 +1008,10 @@ function validateOptions(where: string, opts: WriterOptions): void {
   for (const i of opts.interfaces) {
     if (!Number.isInteger(i.linktype) || i.linktype < 0 || i.linktype > 0xffff) {
       throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad linktype ${i.linktype}`, where);
+    }
+    const fcs = i.fcsLen ?? 0;
+    if (!Number.isInteger(fcs) || fcs < 0 || fcs > 30 || (opts.format === 'pcap' && fcs % 2 !== 0)) {
+      throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad FCS length ${fcs}`, where);
     }
   }
 }
