@@ -423,10 +423,13 @@ export class CaptureWriter {
     let i = 0;
     if (this.ng) {
       while (i < n) {
-        const j = this.epbRun(batch, i, ifaceMap, anyComments);
-        if (j > i) {
-          i = j;
-          continue;
+        // Try a run only when the next record follows at the stride of an output EPB.
+        if (i + 1 < n && offset[i + 1] === offset[i]! + (flags[i] !== 0 ? 44 : 32) + ((caplen[i]! + 3) & ~3)) {
+          const j = this.epbRun(batch, i, ifaceMap, anyComments);
+          if (j > i) {
+            i = j;
+            continue;
+          }
         }
         const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
         const c = anyComments ? comments[i] : undefined;
@@ -435,22 +438,27 @@ export class CaptureWriter {
         i++;
       }
     } else {
-      if (anyComments) {
-        for (let k = 0; k < n; k++) {
-          const c = comments[k];
-          if (c !== undefined) this.dropped += c.length;
-        }
-      }
       while (i < n) {
-        const j = this.pcapRun(batch, i, ifaceMap);
-        if (j > i) {
-          i = j;
-          continue;
+        if (i + 1 < n && offset[i + 1] === offset[i]! + 16 + caplen[i]!) {
+          const j = this.pcapRun(batch, i, ifaceMap);
+          if (j > i) {
+            if (anyComments) this.countDropped(comments, i, j);
+            i = j;
+            continue;
+          }
         }
         const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
         this.pcapRecord(buf, sdv, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc);
+        if (anyComments) this.countDropped(comments, i, i + 1);
         i++;
       }
+    }
+  }
+
+  private countDropped(comments: (string[] | undefined)[], i: number, j: number): void {
+    for (let k = i; k < j; k++) {
+      const c = comments[k];
+      if (c !== undefined) this.dropped += c.length;
     }
   }
 

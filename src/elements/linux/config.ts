@@ -172,7 +172,7 @@ export function loadNodeConfig(path: string): NodeConfig {
 
 export function parseNodeConfig(text: string, file: string): NodeConfig {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   const lineOf = (n: YamlNode | null | undefined): number => (n?.range ? lc.linePos(n.range[0]).line : 0);
   const fail = (n: YamlNode | null | undefined, msg: string): never => {
     const line = lineOf(n);
