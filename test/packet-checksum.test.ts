@@ -477,6 +477,9 @@ describe('ICMP error translation (quoted headers)', () => {
         ipArb,
         fc.array(innerOpArb, { minLength: 1, maxLength: 5 }),
         (innerIp, innerL4, type, quote, osrc, odst, ops) => {
+          // A quote that ends inside the quoted TCP checksum (17 bytes of TCP) leaves that
+          // checksum byte unknowable; such quotes are not "prefix of the rewritten packet".
+          fc.pre(!(innerL4.kind === 'tcp' && quote === 9));
           let inner: IpPacketSpec = { ip: innerIp, l4: innerL4 };
           let outer = { src: osrc, dst: odst };
           const build = (): Uint8Array => {

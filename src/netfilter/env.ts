@@ -30,7 +30,21 @@ export interface NetfilterEnv {
    * (inet_select_addr(out, nexthop, RT_SCOPE_UNIVERSE)); 0 when the interface has none.
    */
   masqueradeAddress(outIf: number, nextHop: number): number;
+  /**
+   * Optional: the reverse-path check of `-m rpfilter` (net/ipv4/netfilter/ipt_rpfilter.c
+   * rpfilter_mt, without its --invert): true when the packet from `src` to `dst` arriving on
+   * `inIf` passes (loopback and 0.0.0.0-source special cases included; a route back to src
+   * through inIf, or any unicast route with RPF_LOOSE; RTN_LOCAL accepted with ACCEPT_LOCAL;
+   * the lookup uses `mark` with VALID_MARK). `flags`: RPF_* below. A rule set that uses
+   * `-m rpfilter` is rejected at load time when the environment does not provide it.
+   */
+  rpfilter?(src: number, dst: number, inIf: number, mark: number, flags: number): boolean;
 }
+
+/** xt_rpfilter flags (include/uapi/linux/netfilter/xt_rpfilter.h). */
+export const RPF_LOOSE = 1 << 0;
+export const RPF_VALID_MARK = 1 << 1;
+export const RPF_ACCEPT_LOCAL = 1 << 2;
 
 /**
  * Read-only view of the conntrack table for matches (`-m conntrack --ctorigdst` etc.):

@@ -14,7 +14,12 @@
  *  - Quoted headers of an ICMP error (NAT of RELATED errors, like nf_nat_icmp_reply_translation):
  *    the quoted IP header checksum, the quoted L4 checksum when the quote holds it (a quote of
  *    IP header + 8 bytes holds UDP's and ICMP's but not TCP's, which is at byte 16), and the
- *    outer ICMP checksum, which covers the whole quote.
+ *    outer ICMP checksum, which covers the whole quote. A quoted checksum cut by the end of
+ *    the quote (17 bytes of TCP) cannot be updated, its other byte being unknown, and is left
+ *    as it is. (Linux updates the quoted TCP checksum only when all 20 header bytes are
+ *    quoted; dpemu also does with 18 or 19, so that the quote stays the prefix of the
+ *    translated packet. Linux's own errors quote IP header + 8 bytes or the whole packet up
+ *    to 576 bytes, where both agree.)
  * All the words are at even offsets from the start of the message each checksum covers, so a
  * 16/32-bit replacement in the data is the same replacement in the checksummed word sequence.
  *

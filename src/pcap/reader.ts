@@ -31,13 +31,22 @@
  *    each as a frame, so the reader counts them in `customBlocks` for comparisons.
  *  - pcapng: option structure and the lengths of the standard packet options are checked like
  *    wiretap (which refuses the block otherwise); NRB records are checked structurally.
+ *  - pcapng: if_fcslen is taken in bits (draft text, wiretap); CaptureInterface.fcsLen is in
+ *    bytes. Simple Packet Blocks have timestamp 0 (wiretap does the same).
  *  - Link-layer pseudo-headers that wiretap strips for some link types (SunATM, IrDA, MTP2 with
  *    pseudo-header, ERF, ...) are left in the frame: that is link-layer decoding.
+ *  - pcap: a fraction-of-second field out of range (>= 10^6 us / 10^9 ns) is carried into the
+ *    seconds so that tsNsec < 10^9 always holds. (wiretap multiplies it in 32 bits and shows
+ *    garbage, tcpdump prints it raw marked "invalid"; neither yields a usable timestamp.)
+ *
+ * Checked against tshark 4.0.17 on the 616 files of ../shared/corpus: same record count on
+ * every file tshark reads, and the same timestamp, lengths, interface, comments and flags on
+ * every record, except the two points above (SunATM pseudo-header, invalid fractions).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CaptureError } from './errors.js';
 import { linktypeName, maxSnaplenForLinktype } from './linktype.js';
-import { RecordBatch, type CaptureInterface, type SectionInfo } from './types.js';
+import type { CaptureInterface, RecordBatch, SectionInfo } from './types.js';
 
 export interface ReaderOptions {
   /** Size of the reusable read buffer; default 4 MiB (1-4 MiB is sensible; at least 64 B). */
@@ -387,7 +396,14 @@ export class CaptureReader {
     if (this.failure) throw this.failure;
     if (this.finished || this.closed) return 0;
     if (batch.capacity <= 0) throw new RangeError('RecordBatch capacity must be positive');
-    const n = this.format === 'pcap' ? this.nextPcap(batch) : this.nextPcapng(batch);
+    let n: number;
+    try {
+      n = this.format === 'pcap' ? this.nextPcap(batch) : this.nextPcapng(batch);
+    } catch (e) {
+      // Whatever ended reading (damage, a read error) ends it for good.
+      if (e instanceof CaptureError) this.failure ??= e;
+      throw e;
+    }
     this.bytesConsumed = this.bufStart + this.pos;
     if (n > 0) {
       batch.setBuffer(this.buf);
@@ -447,6 +463,23 @@ export class CaptureReader {
     nb.set(this.buf.subarray(0, this.end), 0);
     this.buf = nb;
     this.dv = new DataView(nb.buffer, nb.byteOffset, nb.byteLength);
+  }
+
+  /**
+   * True when `need` bytes from buffer offset p cannot all be in a file of known size and
+   * would need a bigger buffer: a bogus length is then reported without growing the buffer
+   * (and reading) for nothing. (Anything that fits the buffer is simply read, so a file that
+   * grows while being read is still followed.)
+   */
+  private pastEnd(p: number, need: number): boolean {
+    return need > this.buf.length && this.fileSize >= 0 && this.bufStart + p + need > this.fileSize;
+  }
+
+  /** Bytes from buffer offset p to the end of the file (as far as known). */
+  private inFile(p: number): number {
+    const buffered = this.end - p;
+    if (this.fileSize < 0) return buffered;
+    return Math.max(buffered, this.fileSize - (this.bufStart + p));
   }
 
   private sleeper: Int32Array | null = null;
@@ -546,6 +579,12 @@ export class CaptureReader {
    * else the least bad (the first on a tie). Only the 1999-era formats need this; a standard
    * file scores 0 as PCAP at once. (None of the 530 pcap files of the test corpus is anything
    * but standard pcap, as capinfos -t confirms.)
+   *
+   * This is the current wiretap scoring (libpcap.c, 2025), which also checks each variant's
+   * own fields (ifindex, protocol, packet type, Nokia's constant bytes). tshark 4.0 scored
+   * only the common fields and stopped at the first bad record, so it can take a standard file
+   * whose third record is damaged for a Nokia one and read garbage; this reader keeps it
+   * standard pcap and reports the damaged record.
    */
   private detectPcapVariant(candidates: number[], le: boolean, snaplen: number, hdrLen: number): number {
     const merits: number[] = [];
@@ -566,6 +605,7 @@ export class CaptureReader {
   private availAt(off: number, need: number): boolean {
     if (off + need <= this.end) return true;
     if (off + need > MAX_BUFFER) return false;
+    if (this.fileSize >= 0 && off + need > this.fileSize) return false; // no need to read to know
     return this.fill(off + need);
   }
 
@@ -687,8 +727,8 @@ export class CaptureReader {
       if (end - p - hl < incl) {
         if (n > 0) break;
         this.pos = p;
-        if (!this.fill(hl + incl)) {
-          throw this.pcapError(this.pos, `file ends inside record: ${this.end - this.pos - hl} of ${incl} bytes of packet data`);
+        if (this.pastEnd(p, hl + incl) || !this.fill(hl + incl)) {
+          throw this.pcapError(this.pos, `file ends inside record: ${this.inFile(this.pos) - hl} of ${incl} bytes of packet data`);
         }
         dv = this.dv;
         p = this.pos;
@@ -759,6 +799,8 @@ export class CaptureReader {
       throw new CaptureError(this.path, 0, where, `trailing block length ${trail} differs from leading ${rawLen}`);
     }
     this.commitShb(0, len, le);
+    this.pos = len;
+    this.blockIndex = 1;
     return le;
   }
 
@@ -782,7 +824,7 @@ export class CaptureReader {
             break;
           }
           if (avail < 8 || this.dv.getUint32(this.pos, this.sle) === BT_SHB) {
-            if (this.damage(this.pos, avail < 8 ? 0 : BT_SHB, `file ends inside a block header: ${avail} of ${avail < 8 ? 8 : 12} bytes`)) continue;
+            if (this.damage(this.pos, avail < 8 ? -1 : BT_SHB, `file ends inside a block header: ${avail} of ${avail < 8 ? 8 : 12} bytes`)) continue;
             break;
           }
           // 8..11 bytes: the length decides (too short for a block anyway).
@@ -819,8 +861,8 @@ export class CaptureReader {
       }
       if (avail < len) {
         if (n > 0) break;
-        if (!this.fill(len)) {
-          if (this.damage(this.pos, type, `file ends inside block: ${this.end - this.pos} of ${len} bytes`)) continue;
+        if (this.pastEnd(p, len) || !this.fill(len)) {
+          if (this.damage(this.pos, type, `file ends inside block: ${this.inFile(this.pos)} of ${len} bytes`)) continue;
           break;
         }
         p = this.pos;
@@ -869,7 +911,8 @@ export class CaptureReader {
           case BT_CB_NO_COPY:
             break;
           default:
-            // NRB-like unknown, systemd journal, sysdig and local-use blocks: skipped.
+            // Unknown and local-use types, systemd journal export and sysdig blocks: skipped
+            // (tshark shows the last two as records of their own; they carry no packet).
             break;
         }
         if (produced < 0) ok = false;
@@ -910,12 +953,14 @@ export class CaptureReader {
   }
 
   /**
-   * A damaged block at buffer offset p (the batch is empty). 'stop': throw (and remember).
+   * A damaged block at buffer offset p (the batch is empty; type -1 when not even known).
+   * 'stop': throw (and remember).
    * 'skip': record the error, move to the next plausible block and return true; false when
    * the file ended while looking.
    */
   private damage(p: number, type: number, what: string): boolean {
-    const e = new CaptureError(this.path, this.bufStart + p, `block ${this.blockIndex} (${blockName(type)})`, what);
+    const where = type < 0 ? `block ${this.blockIndex}` : `block ${this.blockIndex} (${blockName(type)})`;
+    const e = new CaptureError(this.path, this.bufStart + p, where, what);
     if (!this.skipDamage) {
       this.failure = e;
       throw e;
@@ -1346,6 +1391,27 @@ export class CaptureReader {
       const qh = Math.floor(q / TWO32);
       this.qHi = qh;
       this.qLo = q - qh * TWO32;
+      return r;
+    }
+    if (d >= 2048 && d < 0x80000000) {
+      // One rounded division (off by at most a few units: the value rounds by <= 2^10 and
+      // d >= 2^11), then the exact remainder v - q*d from pieces that all stay below 2^53:
+      // q = qh*2^21 + ql with qh*d < 2^43 and ql*d < 2^52. (Nanosecond timestamps.)
+      let q = Math.floor((hi * TWO32 + lo) / d);
+      const qh = Math.floor(q / 2097152);
+      const ql = q - qh * 2097152;
+      let r = (hi * 2048 - qh * d) * 2097152 - ql * d + lo;
+      while (r < 0) {
+        q--;
+        r += d;
+      }
+      while (r >= d) {
+        q++;
+        r -= d;
+      }
+      const qq = Math.floor(q / TWO32);
+      this.qHi = qq;
+      this.qLo = q - qq * TWO32;
       return r;
     }
     let r = 0;

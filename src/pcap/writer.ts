@@ -168,6 +168,8 @@ export class CaptureWriter {
   private records = 0;
   /** Comments dropped because the format (pcap) cannot carry them. */
   private dropped = 0;
+  /** Records whose caplen exceeds their interface's snaplen (written whole). */
+  private overSnaplen = 0;
 
   private constructor(
     displayPath: string,
@@ -317,6 +319,16 @@ export class CaptureWriter {
     return this.dropped;
   }
 
+  /**
+   * Records written with a caplen above their interface's (non-zero) snaplen. They are written
+   * whole, not cut: Wireshark reads them (wiretap checks only the link type's maximum), while
+   * libpcap cuts them to the snaplen when reading. Cutting would lose bytes the emulator added
+   * (encapsulation) or change an identity replay of a file that already had such records.
+   */
+  get recordsOverSnaplen(): number {
+    return this.overSnaplen;
+  }
+
   /** The interfaces defined so far (index = interface id). */
   get outputInterfaces(): readonly OutputInterface[] {
     return this.interfaces;
@@ -328,6 +340,7 @@ export class CaptureWriter {
    */
   addInterface(iface: OutputInterface): number {
     this.checkOpen();
+    validateInterface(this.displayPath, iface, this.ng ? 'pcapng' : 'pcap');
     if (!this.ng) {
       const first = this.interfaces[0];
       if (first && (first.linktype !== iface.linktype || (first.fcsLen ?? 0) !== (iface.fcsLen ?? 0))) {
@@ -345,7 +358,7 @@ export class CaptureWriter {
     const snaplen = iface.snaplen ? iface.snaplen >>> 0 : 0;
     // Body: linktype u16, reserved u16, snaplen u32, options.
     const fcsLen = iface.fcsLen ?? 0;
-    const bound = 16 + optBound(name) + (desc !== undefined ? optBound(desc) : 0) + 8 + 8 + 4 + 4;
+    const bound = 16 + (name ? optBound(name) : 0) + (desc !== undefined ? optBound(desc) : 0) + 8 + 8 + 4 + 4;
     this.reserve(bound);
     const dv = this.dv;
     const start = this.pos;
@@ -354,7 +367,7 @@ export class CaptureWriter {
     dv.setUint16(start + 10, 0, true);
     dv.setUint32(start + 12, snaplen, true);
     let p = start + 16;
-    p = this.putStringOpt(p, OPT_IF_NAME, name);
+    if (name) p = this.putStringOpt(p, OPT_IF_NAME, name);
     if (desc !== undefined) p = this.putStringOpt(p, OPT_IF_DESCRIPTION, desc);
     dv.setUint16(p, OPT_IF_TSRESOL, true);
     dv.setUint16(p + 2, 1, true);
@@ -373,8 +386,9 @@ export class CaptureWriter {
   }
 
   /**
-   * Write one record. `buf[off .. off+caplen)` are the frame bytes; caplen is cut to the
-   * interface snaplen (a non-zero one) and origlen raised to caplen if smaller. tsSec is an
+   * Write one record. `buf[off .. off+caplen)` are the frame bytes; origlen is raised to caplen
+   * if smaller (Wireshark flags frame.len_lt_caplen); a caplen above the interface snaplen is
+   * kept and counted in recordsOverSnaplen. tsSec is an
    * integer count of seconds since 1970, tsNsec the nanoseconds in that second. pcap files
    * cannot carry comments or flags; comments given for them are counted in commentsDropped.
    */
@@ -470,7 +484,6 @@ export class CaptureWriter {
   private pcapRun(batch: RecordBatch, i: number, ifaceMap: Uint32Array | undefined): number {
     const { offset, caplen, origlen, tsSec, tsNsec, iface } = batch;
     const n = batch.count;
-    const snaplen = this.snaplens[0]!;
     let room = this.limit - this.pos;
     if (room < 1024 && this.limit > 0) {
       this.flushBuffer();
@@ -482,13 +495,12 @@ export class CaptureWriter {
     for (; j < n; j++) {
       const c = caplen[j]!;
       const ts = tsSec[j]!;
-      const ns = tsNsec[j]!;
+      const nsec = tsNsec[j]!;
       if (
         offset[j] !== next ||
-        c > snaplen ||
         (ifaceMap !== undefined ? ifaceMap[iface[j]!] : iface[j]) !== 0 ||
         !(ts >= 0 && ts < TWO_32) ||
-        !(ns < 1e9) ||
+        !(nsec < 1e9) ||
         bytes + 16 + c > room
       ) {
         break;
@@ -505,10 +517,12 @@ export class CaptureWriter {
     this.out.set(new Uint8Array(buf.buffer, buf.byteOffset + start, end - start), pos + 16);
     const dv = this.dv;
     const ns = this.ns;
+    const snaplen = this.snaplens[0]!;
     for (let k = i; k < j; k++) {
       const h = pos + offset[k]! - start;
       const c = caplen[k]!;
       const o = origlen[k]!;
+      if (c > snaplen) this.overSnaplen++;
       dv.setUint32(h, tsSec[k]!, true);
       dv.setUint32(h + 4, ns ? tsNsec[k]! : tsNsec[k]! / 1000, true);
       dv.setUint32(h + 8, c, true);
@@ -528,7 +542,6 @@ export class CaptureWriter {
     const { offset, caplen, origlen, tsSec, tsNsec, iface, flags, comments } = batch;
     const n = batch.count;
     const nIf = this.nIf;
-    const snaplens = this.snaplens;
     let room = this.limit - this.pos;
     if (room < 1024 && this.limit > 0) {
       this.flushBuffer();
@@ -542,9 +555,8 @@ export class CaptureWriter {
       const ts = tsSec[j]!;
       const ifc = ifaceMap !== undefined ? ifaceMap[iface[j]!]! : iface[j]!;
       if (offset[j] !== next || !(ifc < nIf) || (anyComments && comments[j] !== undefined)) break;
-      const snap = snaplens[ifc]!;
       const blockLen = (flags[j] !== 0 ? 44 : 32) + ((c + 3) & ~3);
-      if ((snap !== 0 && c > snap) || !(ts >= 0 && ts < TWO_32) || !(tsNsec[j]! < 1e9) || bytes + blockLen > room) break;
+      if (!(ts >= 0 && ts < TWO_32) || !(tsNsec[j]! < 1e9) || bytes + blockLen > room) break;
       bytes += blockLen;
       next += blockLen;
     }
@@ -557,16 +569,20 @@ export class CaptureWriter {
     const out = this.out;
     out.set(new Uint8Array(buf.buffer, buf.byteOffset + start, end - start), pos + 28);
     const dv = this.dv;
+    const snaplens = this.snaplens;
     for (let k = i; k < j; k++) {
       const b = pos + offset[k]! - start; // block start = data start - 28
       const c = caplen[k]!;
       const o = origlen[k]!;
       const f = flags[k]!;
+      const ifc = ifaceMap !== undefined ? ifaceMap[iface[k]!]! : iface[k]!;
+      const snap = snaplens[ifc]!;
+      if (snap !== 0 && c > snap) this.overSnaplen++;
       const padded = (c + 3) & ~3;
       const blockLen = (f !== 0 ? 44 : 32) + padded;
       dv.setUint32(b, BT_EPB, true);
       dv.setUint32(b + 4, blockLen, true);
-      dv.setUint32(b + 8, ifaceMap !== undefined ? ifaceMap[iface[k]!]! : iface[k]!, true);
+      dv.setUint32(b + 8, ifc, true);
       this.putTimestamp(b + 12, tsSec[k]!, tsNsec[k]!);
       dv.setUint32(b + 20, c, true);
       dv.setUint32(b + 24, o < c ? c : o, true);
@@ -650,8 +666,7 @@ export class CaptureWriter {
     iface: number,
   ): void {
     if (iface !== 0) this.badInterface(iface);
-    const snaplen = this.snaplens[0]!;
-    if (caplen > snaplen) caplen = snaplen;
+    if (caplen > this.snaplens[0]!) this.overSnaplen++;
     if (origlen < caplen) origlen = caplen;
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
     if (tsNsec >= 1e9 || tsNsec < 0) {
@@ -687,7 +702,7 @@ export class CaptureWriter {
   ): void {
     if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
     const snaplen = this.snaplens[iface]!;
-    if (snaplen !== 0 && caplen > snaplen) caplen = snaplen;
+    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
     if (origlen < caplen) origlen = caplen;
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
     const padded = (caplen + 3) & ~3;
@@ -740,7 +755,7 @@ export class CaptureWriter {
     }
     if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
     const snaplen = this.snaplens[iface]!;
-    if (snaplen !== 0 && caplen > snaplen) caplen = snaplen;
+    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
     if (origlen < caplen) origlen = caplen;
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
     const padded = (caplen + 3) & ~3;
@@ -873,7 +888,7 @@ export class CaptureWriter {
       out[v + i] = c;
     }
     if (i === n || i === MAX_OPT_LEN) len = i;
-    else len = out.write(s, v, MAX_OPT_LEN, 'utf8'); // re-encodes the whole string; rare
+    else len = out.write(s, v, Math.min(MAX_OPT_LEN, out.length - v), 'utf8'); // re-encodes the whole string; rare
     const padded = pad4(len);
     for (let k = len; k < padded; k++) out[v + k] = 0;
     this.dv.setUint16(p, code, true);
@@ -1013,14 +1028,20 @@ function validateOptions(where: string, opts: WriterOptions): void {
       throw new WriterError(`${where}: decryption secrets need pcapng output`, where);
     }
   }
-  for (const i of opts.interfaces) {
-    if (!Number.isInteger(i.linktype) || i.linktype < 0 || i.linktype > 0xffff) {
-      throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad linktype ${i.linktype}`, where);
-    }
-    const fcs = i.fcsLen ?? 0;
-    if (!Number.isInteger(fcs) || fcs < 0 || fcs > 30 || (opts.format === 'pcap' && fcs % 2 !== 0)) {
-      throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad FCS length ${fcs}`, where);
-    }
+  for (const i of opts.interfaces) validateInterface(where, i, opts.format);
+}
+
+function validateInterface(where: string, i: OutputInterface, format: 'pcap' | 'pcapng'): void {
+  if (!Number.isInteger(i.linktype) || i.linktype < 0 || i.linktype > 0xffff) {
+    throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad linktype ${i.linktype}`, where);
+  }
+  const fcs = i.fcsLen ?? 0;
+  if (!Number.isInteger(fcs) || fcs < 0 || fcs > (format === 'pcap' ? 30 : 255) || (format === 'pcap' && fcs % 2 !== 0)) {
+    throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad FCS length ${fcs}`, where);
+  }
+  const snap = i.snaplen ?? 0;
+  if (!Number.isInteger(snap) || snap < 0 || snap > 0xffffffff) {
+    throw new WriterError(`${where}: interface ${JSON.stringify(i.name)}: bad snaplen ${snap}`, where);
   }
 }
 

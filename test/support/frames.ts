@@ -319,7 +319,43 @@ export class TcpConn {
     this.sSeq = (this.sSeq + p.length) >>> 0;
     return t;
   }
+  /** Client FIN (with ACK); takes one sequence number. */
+  fin(): TcpSpec {
+    const t: TcpSpec = { kind: 'tcp', sport: this.cPort, dport: this.sPort, seq: this.cSeq, ack: this.sSeq, flags: 'FA' };
+    this.cSeq = (this.cSeq + 1) >>> 0;
+    return t;
+  }
+  /** Server FIN (with ACK); takes one sequence number. */
+  serverFin(cPortSeenByServer = this.cPort): TcpSpec {
+    const t: TcpSpec = { kind: 'tcp', sport: this.sPort, dport: cPortSeenByServer, seq: this.sSeq, ack: this.cSeq, flags: 'FA' };
+    this.sSeq = (this.sSeq + 1) >>> 0;
+    return t;
+  }
   serverAck(cPortSeenByServer = this.cPort): TcpSpec {
     return { kind: 'tcp', sport: this.sPort, dport: cPortSeenByServer, seq: this.sSeq, ack: this.cSeq, flags: 'A' };
   }
+}
+
+export interface VxlanFrameSpec {
+  srcMac: string;
+  dstMac: string;
+  ip: IpSpec;
+  sport: number;
+  dport: number;
+  vni: number;
+  /** The inner Ethernet frame. */
+  inner: Uint8Array;
+  /** Outer UDP checksum (default 'auto'). */
+  checksum?: 'auto' | 'zero';
+}
+
+/** An outer Ethernet/IPv4/UDP/VXLAN frame around `inner` (RFC 7348 §5: flags 0x08). */
+export function buildVxlanFrame(s: VxlanFrameSpec): Uint8Array {
+  const vx = new Uint8Array(8 + s.inner.length);
+  vx[0] = 0x08;
+  vx[4] = (s.vni >> 16) & 255;
+  vx[5] = (s.vni >> 8) & 255;
+  vx[6] = s.vni & 255;
+  vx.set(s.inner, 8);
+  return buildFrame({ srcMac: s.srcMac, dstMac: s.dstMac, ip: s.ip, l4: { kind: 'udp', sport: s.sport, dport: s.dport, payload: vx, checksum: s.checksum ?? 'auto' } });
 }

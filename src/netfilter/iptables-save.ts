@@ -1,0 +1,729 @@
+/**
+ * `iptables-save` text ⇄ RulesetModel.
+ *
+ * Reads what iptables-save 1.8 prints (legacy and nf_tables backends): `# comments`, `*table`,
+ * `:CHAIN POLICY [pkts:bytes]`, `[pkts:bytes] -A CHAIN ...` rules, `COMMIT`; also the few
+ * iptables-restore commands that appear in hand-written or kube-proxy-style restore input
+ * (`-I CHAIN [n]`, `-N CHAIN`, `-P CHAIN POLICY`). Lines are split with iptables-restore's own
+ * quoting rules (add_param_to_argv in iptables/xshared.c: double quotes group, a backslash
+ * escapes the next character inside quotes only, a closing quote ends the token).
+ *
+ * Everything is checked the way iptables-restore and the kernel would check it (unknown
+ * matches, options and targets; bad values; jumps to chains that do not exist; targets used in
+ * the wrong table or from a hook they do not support; chain loops; the nf_tables jump depth):
+ * nothing is ignored. Errors are RulesetError with `file:line: what` messages.
+ *
+ * formatIptablesSave prints a model back the way iptables-save would (canonical option order
+ * of each extension, addresses with /len, MARK as --set-xmark, counters [0:0]).
+ */
+import { RulesetError } from './errors.js';
+import {
+  findOpt,
+  MATCH_EXTENSIONS,
+  parseAddrOrFail,
+  parseProtocol,
+  parseUint,
+  protoSaveText,
+  saveAddrMask,
+  TARGET_EXTENSIONS,
+  UNSUPPORTED_MATCHES,
+  UNSUPPORTED_TARGETS,
+  type ExtCtx,
+  type MatchExtension,
+  type TargetExtension,
+} from './extensions.js';
+import {
+  TABLE_BUILTIN_CHAINS,
+  type Chain,
+  type Match,
+  type Rule,
+  type RulesetModel,
+  type Table,
+  type Target,
+} from './model.js';
+
+export { RulesetError } from './errors.js';
+
+export interface IptablesParseOptions {
+  /** File name for error messages. */
+  file?: string;
+  /**
+   * Maximum nesting of jumps/gotos from a built-in chain. nf_tables (iptables-nft) rejects a
+   * chain reached at level NFT_JUMP_STACK_SIZE = 16 (nft_chain_validate: -EMLINK); legacy
+   * ip_tables only rejects loops. Default 16.
+   */
+  maxChainDepth?: number;
+}
+
+/** Netfilter hook numbers by built-in chain name (include/uapi/linux/netfilter.h). */
+export const HOOK_OF_CHAIN: Readonly<Record<string, number>> = {
+  PREROUTING: 0,
+  INPUT: 1,
+  FORWARD: 2,
+  OUTPUT: 3,
+  POSTROUTING: 4,
+};
+
+const HOOK_NAME = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'];
+
+/**
+ * Split one line into arguments as iptables-restore does (add_param_to_argv). Throws a plain
+ * Error on an unterminated quote (iptables would silently take the rest of the line).
+ */
+export function tokenizeLine(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let has = false;
+  let quote = false;
+  let escaped = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) {
+      if (escaped) {
+        cur += c;
+        escaped = false;
+      } else if (c === '\\') {
+        escaped = true;
+      } else if (c === '"') {
+        // A closing quote ends the argument, even an empty one.
+        quote = false;
+        out.push(cur);
+        cur = '';
+        has = false;
+      } else {
+        cur += c;
+      }
+      continue;
+    }
+    if (c === '"') {
+      quote = true;
+      has = true;
+      continue;
+    }
+    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+      if (has) {
+        out.push(cur);
+        cur = '';
+        has = false;
+      }
+      continue;
+    }
+    cur += c;
+    has = true;
+  }
+  if (quote) throw new Error('unterminated double quote');
+  if (has) out.push(cur);
+  return out;
+}
+
+interface MatchInstance {
+  ext: MatchExtension;
+  match: Match;
+  seen: Set<string>;
+  implicit: boolean;
+}
+
+interface TargetInstance {
+  ext: TargetExtension;
+  target: Target;
+  seen: Set<string>;
+}
+
+const VALID_TABLES = new Set(['raw', 'mangle', 'nat', 'filter']);
+
+/** Parse iptables-save text. Throws RulesetError. */
+export function parseIptablesSave(text: string, opts: IptablesParseOptions = {}): RulesetModel {
+  const file = opts.file ?? '<iptables-save>';
+  const model: RulesetModel = { file, tables: [] };
+  const lines = text.split('\n');
+  let table: Table | null = null;
+  const seenTables = new Set<string>();
+
+  for (let ln = 1; ln <= lines.length; ln++) {
+    const raw = lines[ln - 1]!.replace(/\r$/, '');
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const fail: (reason: string, token?: string) => never = (reason, token = '') => {
+      throw new RulesetError(file, ln, reason, token);
+    };
+
+    if (trimmed.startsWith('*')) {
+      if (table) fail(`"${trimmed}" before COMMIT of table ${table.name} (opened at line ${table.line})`, trimmed);
+      const name = trimmed.slice(1).trim();
+      if (!VALID_TABLES.has(name)) {
+        fail(name === 'security' ? `table "security" is not supported by dpemu` : `unknown table "${name}" (raw, mangle, nat or filter)`, trimmed);
+      }
+      if (seenTables.has(name)) fail(`table ${name} appears twice`, trimmed);
+      seenTables.add(name);
+      table = { name, line: ln, chains: [], chainByName: new Map() };
+      continue;
+    }
+
+    if (trimmed === 'COMMIT') {
+      if (!table) fail(`COMMIT outside a table`, 'COMMIT');
+      finishTable(table);
+      model.tables.push(table);
+      table = null;
+      continue;
+    }
+
+    if (!table) fail(`"${trimmed.split(/\s+/)[0]}" outside a table (missing "*table" line)`, trimmed.split(/\s+/)[0]);
+
+    if (trimmed.startsWith(':')) {
+      parseChainLine(table, trimmed, ln, fail);
+      continue;
+    }
+
+    let tokens: string[];
+    try {
+      tokens = tokenizeLine(trimmed);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    // Optional "[pkts:bytes]" counters before the command (iptables-save -c).
+    if (tokens.length && tokens[0]!.startsWith('[')) {
+      if (!/^\[[0-9]+:[0-9]+\]$/.test(tokens[0]!)) fail(`bad counters "${tokens[0]}" (need [packets:bytes])`, tokens[0]);
+      tokens = tokens.slice(1);
+    }
+    if (tokens.length === 0) fail(`empty rule`);
+    parseCommand(table, tokens, ln, file);
+  }
+  if (table) throw new RulesetError(file, table.line, `table ${table.name} is never committed (missing COMMIT)`, `*${table.name}`);
+  validateModel(model, opts.maxChainDepth ?? 16);
+  return model;
+}
+
+function parseChainLine(table: Table, line: string, ln: number, fail: (reason: string, token?: string) => never): void {
+  const parts = line.slice(1).trim().split(/\s+/);
+  const name = parts[0] ?? '';
+  const policy = parts[1];
+  if (name === '') fail(`chain declaration without a name`, line);
+  if (policy === undefined) fail(`chain "${name}" has no policy (ACCEPT, DROP or "-")`, line);
+  if (parts.length > 3 || (parts[2] !== undefined && !/^\[[0-9]+:[0-9]+\]$/.test(parts[2]))) fail(`bad chain declaration "${line}"`, line);
+  const builtin = TABLE_BUILTIN_CHAINS[table.name]!.includes(name);
+  const existing = table.chainByName.get(name);
+  if (existing && (existing.line !== 0 || !builtin)) fail(`chain ${name} declared twice (first at line ${existing.line})`, name);
+  if (builtin) {
+    if (policy !== 'ACCEPT' && policy !== 'DROP' && policy !== '-') fail(`bad policy "${policy}" for built-in chain ${name} (ACCEPT or DROP)`, policy);
+    const pol = policy === '-' ? 'ACCEPT' : policy;
+    if (existing) {
+      existing.policy = pol;
+      existing.line = ln;
+    } else addChain(table, { name, builtin: true, policy: pol, line: ln, rules: [] });
+    return;
+  }
+  if (policy !== '-') {
+    fail(
+      HOOK_OF_CHAIN[name] !== undefined
+        ? `table ${table.name} has no built-in chain ${name} (a user chain's policy must be "-")`
+        : `policy "${policy}" for user chain ${name}: only built-in chains have a policy (use "-")`,
+      policy,
+    );
+  }
+  checkChainName(name, (r) => fail(r, name));
+  addChain(table, { name, builtin: false, policy: null, line: ln, rules: [] });
+}
+
+function checkChainName(name: string, fail: (reason: string) => never): void {
+  // assert_valid_chain_name (iptables/xshared.c): < XT_EXTENSION_MAXNAMELEN (29), no leading -/!, no target name.
+  if (name.length >= 29) fail(`chain name "${name}" too long (must be under 29 chars)`);
+  if (name.startsWith('-') || name.startsWith('!')) fail(`chain name "${name}" not allowed to start with "${name[0]}"`);
+  if (TARGET_EXTENSIONS.has(name) || UNSUPPORTED_TARGETS.has(name)) fail(`chain name "${name}" may not clash with target name`);
+  if (/\s/.test(name)) fail(`invalid chain name "${name}"`);
+}
+
+function addChain(table: Table, chain: Chain): void {
+  table.chains.push(chain);
+  table.chainByName.set(chain.name, chain);
+}
+
+/** The chain a rule command names; built-in chains exist without a declaration. */
+function lookupChain(table: Table, name: string, fail: (reason: string) => never): Chain {
+  let c = table.chainByName.get(name);
+  if (c) return c;
+  if (TABLE_BUILTIN_CHAINS[table.name]!.includes(name)) {
+    c = { name, builtin: true, policy: 'ACCEPT', line: 0, rules: [] };
+    addChain(table, c);
+    return c;
+  }
+  return fail(`chain ${name} does not exist in table ${table.name}`);
+}
+
+function parseCommand(table: Table, tokens: string[], ln: number, file: string): void {
+  const ctx: ExtCtx = {
+    fail(i: number, reason: string): never {
+      throw new RulesetError(file, ln, reason, tokens[i] ?? '');
+    },
+  };
+  const cmd = tokens[0]!;
+  switch (cmd) {
+    case '-A':
+    case '--append':
+    case '-I':
+    case '--insert': {
+      const chainName = tokens[1];
+      if (chainName === undefined) ctx.fail(0, `"${cmd}" needs a chain name`);
+      const chain = lookupChain(table, chainName, (r) => ctx.fail(1, r));
+      let first = 2;
+      let pos = chain.rules.length;
+      if (cmd === '-I' || cmd === '--insert') {
+        pos = 0;
+        const n = tokens[2] !== undefined ? parseUint(tokens[2], 1, 0x7fffffff) : null;
+        if (n !== null) {
+          if (n > chain.rules.length + 1) ctx.fail(2, `index of insertion too big (chain ${chain.name} has ${chain.rules.length} rules)`);
+          pos = n - 1;
+          first = 3;
+        }
+      }
+      const rule = parseRule(table, chain, tokens, first, ln, ctx);
+      chain.rules.splice(pos, 0, rule);
+      return;
+    }
+    case '-N':
+    case '--new-chain': {
+      const name = tokens[1];
+      if (name === undefined || tokens.length > 2) ctx.fail(0, `"${cmd}" needs exactly one chain name`);
+      if (table.chainByName.has(name)) ctx.fail(1, `chain ${name} already exists`);
+      checkChainName(name, (r) => ctx.fail(1, r));
+      addChain(table, { name, builtin: false, policy: null, line: ln, rules: [] });
+      return;
+    }
+    case '-P':
+    case '--policy': {
+      const name = tokens[1];
+      const pol = tokens[2];
+      if (name === undefined || pol === undefined || tokens.length > 3) ctx.fail(0, `"${cmd}" needs a chain and a policy`);
+      const chain = lookupChain(table, name, (r) => ctx.fail(1, r));
+      if (!chain.builtin) ctx.fail(1, `can't set a policy on user chain ${name}`);
+      if (pol !== 'ACCEPT' && pol !== 'DROP') ctx.fail(2, `bad policy "${pol}" for built-in chain ${name} (ACCEPT or DROP)`);
+      chain.policy = pol;
+      return;
+    }
+    default:
+      ctx.fail(0, `unsupported command "${cmd}" (iptables-save files hold -A rules; -I, -N and -P are also read)`);
+  }
+}
+
+function parseRule(table: Table, chain: Chain, tokens: string[], first: number, ln: number, ctx: ExtCtx): Rule {
+  const rule: Rule = {
+    table: table.name,
+    chain: chain.name,
+    num: 0,
+    line: ln,
+    tokens,
+    src: null,
+    dst: null,
+    inIface: null,
+    outIface: null,
+    proto: null,
+    fragment: null,
+    matches: [],
+    target: null,
+    goto: false,
+  };
+  const instances: MatchInstance[] = [];
+  let target: TargetInstance | null = null;
+  let implicitLoaded = false;
+  let invertAt = -1;
+  const seenIp = new Set<string>();
+  const n = tokens.length;
+
+  const needArgs = (i: number, k: number, what: string): void => {
+    if (i + k >= n) ctx.fail(i, `option "${what}" requires ${k === 1 ? 'an argument' : `${k} arguments`}`);
+    for (let j = 1; j <= k; j++) {
+      if (tokens[i + j] === '!') ctx.fail(i + j, `using intrapositioned negation ("${what} ! this") is not allowed, write "! ${what} this"`);
+    }
+  };
+  const once = (i: number, key: string, what: string): void => {
+    if (seenIp.has(key)) ctx.fail(i, `multiple ${what} flags not allowed`);
+    seenIp.add(key);
+  };
+
+  let i = first;
+  while (i < n) {
+    const tok = tokens[i]!;
+    if (tok === '!') {
+      if (invertAt >= 0) ctx.fail(i, `multiple "!" flags not allowed`);
+      invertAt = i;
+      i++;
+      continue;
+    }
+    const invert = invertAt >= 0;
+    const invTok = invertAt;
+    invertAt = -1;
+    switch (tok) {
+      case '-s':
+      case '--source':
+      case '--src':
+      case '-d':
+      case '--destination':
+      case '--dst': {
+        needArgs(i, 1, tok);
+        const isSrc = tok === '-s' || tok === '--source' || tok === '--src';
+        once(i, isSrc ? 's' : 'd', isSrc ? '-s' : '-d');
+        const a = parseAddrOrFail(ctx, i + 1, tokens[i + 1]!, invert);
+        // iptables-save omits 0.0.0.0/0 (save_ipv4_addr); it matches everything.
+        const spec = a.mask === 0 && a.net === 0 && !invert ? null : a;
+        if (isSrc) rule.src = spec;
+        else rule.dst = spec;
+        i += 2;
+        continue;
+      }
+      case '-i':
+      case '--in-interface':
+      case '-o':
+      case '--out-interface': {
+        needArgs(i, 1, tok);
+        const isIn = tok === '-i' || tok === '--in-interface';
+        once(i, isIn ? 'i' : 'o', isIn ? '-i' : '-o');
+        const name = tokens[i + 1]!;
+        if (name.length === 0 || name.length > 15) ctx.fail(i + 1, `interface name "${name}" must be 1-15 characters (IFNAMSIZ 16)`);
+        // iptables.c: -o is meaningless for incoming packets, -i for outgoing ones.
+        if (isIn && (chain.name === 'OUTPUT' || chain.name === 'POSTROUTING')) ctx.fail(i, `can't use -i with ${chain.name}`);
+        if (!isIn && (chain.name === 'PREROUTING' || chain.name === 'INPUT')) ctx.fail(i, `can't use -o with ${chain.name}`);
+        const spec = name === '+' && !invert ? null : { name, invert };
+        if (isIn) rule.inIface = spec;
+        else rule.outIface = spec;
+        i += 2;
+        continue;
+      }
+      case '-p':
+      case '--protocol': {
+        needArgs(i, 1, tok);
+        once(i, 'p', '-p');
+        const text = tokens[i + 1]!;
+        const num = parseProtocol(text);
+        if (num === null) ctx.fail(i + 1, `unknown protocol "${text}" specified`);
+        if (num === 0 && invert) ctx.fail(invTok, `rule would never match protocol`);
+        rule.proto = num === 0 ? null : { num, text: protoSaveText(num, text), invert };
+        i += 2;
+        continue;
+      }
+      case '-f':
+      case '--fragment':
+      case '--fragments':
+        once(i, 'f', '-f');
+        rule.fragment = { invert };
+        i += 1;
+        continue;
+      case '-m':
+      case '--match': {
+        if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
+        needArgs(i, 1, tok);
+        const name = tokens[i + 1]!;
+        const ext = MATCH_EXTENSIONS.get(name);
+        if (!ext) {
+          if (UNSUPPORTED_MATCHES.has(name)) ctx.fail(i + 1, `match "-m ${name}" is not supported by dpemu`);
+          ctx.fail(i + 1, `unknown match "-m ${name}"`);
+        }
+        instances.push({ ext, match: ext.create(name, i), seen: new Set(), implicit: false });
+        i += 2;
+        continue;
+      }
+      case '-j':
+      case '--jump':
+      case '-g':
+      case '--goto': {
+        if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
+        needArgs(i, 1, tok);
+        if (target || rule.target) ctx.fail(i, `multiple -j/-g flags not allowed`);
+        const isGoto = tok === '-g' || tok === '--goto';
+        const name = tokens[i + 1]!;
+        const ext = TARGET_EXTENSIONS.get(name);
+        const userChain = table.chainByName.get(name);
+        if (isGoto || !ext) {
+          if (userChain === undefined) {
+            if (TABLE_BUILTIN_CHAINS[table.name]!.includes(name)) ctx.fail(i + 1, `cannot jump to built-in chain ${name}`);
+            if (ext) ctx.fail(i + 1, `"-g ${name}": goto needs a user chain, not a target`);
+            if (UNSUPPORTED_TARGETS.has(name)) ctx.fail(i + 1, `target "-j ${name}" is not supported by dpemu`);
+            ctx.fail(i + 1, `unknown target or chain "${tok} ${name}" (no chain ${name} in table ${table.name})`);
+          }
+          if (userChain.builtin) ctx.fail(i + 1, `cannot jump to built-in chain ${name}`);
+          rule.target = { kind: 'chain', name, tokenIndex: i, chain: name };
+          rule.goto = isGoto;
+        } else {
+          target = { ext, target: ext.create(name, i), seen: new Set() };
+        }
+        i += 2;
+        continue;
+      }
+      case '-c':
+      case '--set-counters':
+        if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
+        needArgs(i, 2, tok);
+        if (!/^[0-9]+$/.test(tokens[i + 1]!) || !/^[0-9]+$/.test(tokens[i + 2]!)) ctx.fail(i, `bad counters "${tokens[i + 1]} ${tokens[i + 2]}"`);
+        i += 3;
+        continue;
+      default:
+        break;
+    }
+    if (!tok.startsWith('--') || tok.length < 3) {
+      ctx.fail(i, tok.startsWith('-') ? `unknown option "${tok}"` : `unexpected argument "${tok}"`);
+    }
+    const optName = tok.slice(2);
+    // Route the option: the target's, else the latest instance of a match that has it, else
+    // load the -p protocol's match implicitly (iptables' load_proto).
+    let routed = false;
+    if (target) {
+      const spec = findOpt(target.ext.opts, optName);
+      if (spec) {
+        const args = takeArgs(spec.args, spec.name);
+        if (invert && !spec.invert) ctx.fail(invTok, `${target.ext.name}: option "--${spec.name}" cannot be inverted`);
+        if (target.seen.has(spec.name)) ctx.fail(i, `${target.ext.name}: option "--${spec.name}" can only be used once`);
+        target.seen.add(spec.name);
+        target.ext.option(target.target, spec.name, args, invert, i, ctx);
+        i += 1 + spec.args;
+        routed = true;
+      }
+    }
+    if (!routed) {
+      let inst: MatchInstance | undefined;
+      const latest = new Set<string>();
+      for (let k = instances.length - 1; k >= 0; k--) {
+        const cand = instances[k]!;
+        if (latest.has(cand.ext.name)) continue; // superseded by a later instance of the same match
+        latest.add(cand.ext.name);
+        if (findOpt(cand.ext.opts, optName)) {
+          inst = cand;
+          break;
+        }
+      }
+      if (!inst && !implicitLoaded && rule.proto !== null) {
+        const protoExt = MATCH_EXTENSIONS.get(rule.proto.num === 6 ? 'tcp' : rule.proto.num === 17 ? 'udp' : rule.proto.num === 1 ? 'icmp' : '');
+        if (protoExt && findOpt(protoExt.opts, optName) && !instances.some((x) => x.ext === protoExt)) {
+          inst = { ext: protoExt, match: protoExt.create(protoExt.name, i), seen: new Set(), implicit: true };
+          instances.push(inst);
+          implicitLoaded = true;
+        }
+      }
+      if (!inst) {
+        const hint = ['dport', 'sport', 'destination-port', 'source-port', 'tcp-flags', 'syn'].includes(optName)
+          ? ' (needs -p tcp/udp or -m tcp/udp before it)'
+          : optName === 'icmp-type'
+            ? ' (needs -p icmp)'
+            : target === null && rule.target === null
+              ? ''
+              : '';
+        ctx.fail(i, `unknown option "${tok}"${hint}`);
+      }
+      const spec = findOpt(inst.ext.opts, optName)!;
+      const args = takeArgs(spec.args, spec.name);
+      if (invert && !spec.invert) ctx.fail(invTok, `${inst.ext.name}: option "--${spec.name}" cannot be inverted`);
+      if (inst.seen.has(spec.name)) ctx.fail(i, `${inst.ext.name}: option "--${spec.name}" can only be used once`);
+      inst.seen.add(spec.name);
+      inst.ext.option(inst.match, spec.name, args, invert, i, ctx);
+      i += 1 + spec.args;
+    }
+  }
+  if (invertAt >= 0) ctx.fail(invertAt, `"!" at the end of the rule`);
+
+  for (const inst of instances) {
+    inst.ext.finish(inst.match, rule, inst.seen, ctx);
+    rule.matches.push(inst.match);
+  }
+  if (target) {
+    target.ext.finish(target.target, rule, target.seen, ctx);
+    rule.target = target.target;
+  }
+  return rule;
+
+  function takeArgs(k: number, name: string): string[] {
+    needArgs(i, k, `--${name}`);
+    return tokens.slice(i + 1, i + 1 + k);
+  }
+}
+
+function finishTable(table: Table): void {
+  // Built-in chains first in hook order (as iptables-save prints them), then user chains in
+  // the order they were declared.
+  const builtins = TABLE_BUILTIN_CHAINS[table.name]!;
+  table.chains.sort((a, b) => {
+    const ia = a.builtin ? builtins.indexOf(a.name) : builtins.length;
+    const ib = b.builtin ? builtins.indexOf(b.name) : builtins.length;
+    return ia - ib;
+  });
+  for (const c of table.chains) c.rules.forEach((r, k) => (r.num = k + 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole-model checks (kernel: mark_source_chains, xt_check_match/xt_check_target hooks and
+// tables; nf_tables: nft_chain_validate depth)
+
+interface TargetRule {
+  table: string;
+  hooks: number;
+  what: string;
+}
+
+const TARGET_RULES: Readonly<Record<string, TargetRule>> = {
+  DNAT: { table: 'nat', hooks: (1 << 0) | (1 << 3), what: 'PREROUTING, OUTPUT' },
+  REDIRECT: { table: 'nat', hooks: (1 << 0) | (1 << 3), what: 'PREROUTING, OUTPUT' },
+  SNAT: { table: 'nat', hooks: (1 << 4) | (1 << 1), what: 'POSTROUTING, INPUT' },
+  MASQUERADE: { table: 'nat', hooks: 1 << 4, what: 'POSTROUTING' },
+  NETMAP: { table: 'nat', hooks: 0x1b, what: 'PREROUTING, INPUT, OUTPUT, POSTROUTING' },
+  REJECT: { table: 'filter', hooks: (1 << 1) | (1 << 2) | (1 << 3), what: 'INPUT, FORWARD, OUTPUT' },
+  CT: { table: 'raw', hooks: (1 << 0) | (1 << 3), what: 'PREROUTING, OUTPUT' },
+  TRACE: { table: 'raw', hooks: (1 << 0) | (1 << 3), what: 'PREROUTING, OUTPUT' },
+};
+
+function hookNames(mask: number): string {
+  return HOOK_NAME.filter((_, h) => mask & (1 << h)).join(', ');
+}
+
+/** Hooks from which each chain of a table is reachable (bit HOOK_*), per chain name. */
+export function chainHookMasks(table: Table): Map<string, number> {
+  const masks = new Map<string, number>();
+  for (const c of table.chains) masks.set(c.name, 0);
+  for (const c of table.chains) {
+    if (!c.builtin) continue;
+    const bit = 1 << HOOK_OF_CHAIN[c.name]!;
+    const stack = [c];
+    while (stack.length) {
+      const x = stack.pop()!;
+      const m = masks.get(x.name)!;
+      if (m & bit) continue;
+      masks.set(x.name, m | bit);
+      for (const r of x.rules) if (r.target?.kind === 'chain') stack.push(table.chainByName.get(r.target.chain)!);
+    }
+  }
+  return masks;
+}
+
+function validateModel(model: RulesetModel, maxDepth: number): void {
+  const file = model.file;
+  for (const table of model.tables) {
+    // Loops and depth: longest path (in jumps+gotos) from each chain, DFS with colours.
+    const state = new Map<string, number>(); // 1 visiting, 2 done
+    const height = new Map<string, number>();
+    const deepest = new Map<string, Rule | null>();
+    const visit = (c: Chain): number => {
+      const st = state.get(c.name);
+      if (st === 2) return height.get(c.name)!;
+      state.set(c.name, 1);
+      let h = 0;
+      let via: Rule | null = null;
+      for (const r of c.rules) {
+        if (r.target?.kind !== 'chain') continue;
+        const t = table.chainByName.get(r.target.chain)!;
+        if (state.get(t.name) === 1) {
+          throw new RulesetError(file, r.line, `chain loop: ${c.name} ${r.goto ? 'goes to' : 'jumps to'} ${t.name}, which leads back to ${c.name}`, r.target.chain);
+        }
+        const th = visit(t) + 1;
+        if (th > h) {
+          h = th;
+          via = r;
+        }
+      }
+      state.set(c.name, 2);
+      height.set(c.name, h);
+      deepest.set(c.name, via);
+      return h;
+    };
+    const masks = chainHookMasks(table);
+    for (const c of table.chains) {
+      if (!c.builtin) continue;
+      const h = visit(c);
+      if (h >= maxDepth) {
+        // Walk down the deepest path to name the rule that goes one level too deep.
+        let x: Chain = c;
+        let level = 0;
+        let r = deepest.get(x.name)!;
+        while (r && level + 1 < maxDepth) {
+          x = table.chainByName.get((r.target as { chain: string }).chain)!;
+          level++;
+          r = deepest.get(x.name)!;
+        }
+        const rr = r!;
+        throw new RulesetError(
+          file,
+          rr.line,
+          `chain ${(rr.target as { chain: string }).chain} would be reached at depth ${maxDepth} from ${table.name}/${c.name} (nf_tables allows at most ${maxDepth - 1} nested jumps)`,
+          (rr.target as { chain: string }).chain,
+        );
+      }
+    }
+    // Targets and matches used from hooks they do not support.
+    for (const c of table.chains) {
+      const mask = masks.get(c.name)!;
+      for (const r of c.rules) {
+        const t = r.target;
+        if (t && t.kind !== 'chain') {
+          const tr = TARGET_RULES[t.kind];
+          if (tr) {
+            if (tr.table !== table.name) {
+              throw new RulesetError(file, r.line, `target "-j ${t.name}" is only valid in the ${tr.table} table, not ${table.name}`, t.name);
+            }
+            if (mask & ~tr.hooks) {
+              throw new RulesetError(
+                file,
+                r.line,
+                `target "-j ${t.name}" is only usable from ${tr.what}, but chain ${c.name} is reached from ${hookNames(mask)}`,
+                t.name,
+              );
+            }
+          }
+        }
+        for (const m of r.matches) {
+          if (m.kind === 'addrtype') {
+            if (m.limitIn && mask & ((1 << 4) | (1 << 3))) {
+              throw new RulesetError(file, r.line, `addrtype --limit-iface-in is not valid in POSTROUTING and OUTPUT (chain ${c.name} is reached from ${hookNames(mask)})`, 'addrtype');
+            }
+            if (m.limitOut && mask & ((1 << 0) | (1 << 1))) {
+              throw new RulesetError(file, r.line, `addrtype --limit-iface-out is not valid in PREROUTING and INPUT (chain ${c.name} is reached from ${hookNames(mask)})`, 'addrtype');
+            }
+          } else if (m.kind === 'rpfilter') {
+            if (table.name !== 'raw' && table.name !== 'mangle') throw new RulesetError(file, r.line, `rpfilter is only valid in the raw or mangle table, not ${table.name}`, 'rpfilter');
+            if (mask & ~1) throw new RulesetError(file, r.line, `rpfilter is only usable from PREROUTING, but chain ${c.name} is reached from ${hookNames(mask)}`, 'rpfilter');
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+
+function matchExtension(m: Match): MatchExtension {
+  if (m.kind === 'conntrack') return MATCH_EXTENSIONS.get(m.stateAlias ? 'state' : 'conntrack')!;
+  return MATCH_EXTENSIONS.get(m.kind)!;
+}
+
+/** The rule's options after `-A CHAIN`, as iptables-save prints them (with a leading space). */
+export function formatRuleBody(r: Rule): string {
+  let s = '';
+  if (r.src) s += `${r.src.invert ? ' !' : ''} -s ${saveAddrMask(r.src)}`;
+  if (r.dst) s += `${r.dst.invert ? ' !' : ''} -d ${saveAddrMask(r.dst)}`;
+  if (r.inIface) s += `${r.inIface.invert ? ' !' : ''} -i ${r.inIface.name}`;
+  if (r.outIface) s += `${r.outIface.invert ? ' !' : ''} -o ${r.outIface.name}`;
+  if (r.proto) s += `${r.proto.invert ? ' !' : ''} -p ${r.proto.text}`;
+  if (r.fragment) s += `${r.fragment.invert ? ' !' : ''} -f`;
+  for (const m of r.matches) {
+    const ext = matchExtension(m);
+    s += ` -m ${ext.name}${ext.save(m)}`;
+  }
+  const t = r.target;
+  if (t) {
+    if (t.kind === 'chain') s += ` -${r.goto ? 'g' : 'j'} ${t.chain}`;
+    else s += ` -j ${t.name}${TARGET_EXTENSIONS.get(t.name)!.save(t)}`;
+  }
+  return s;
+}
+
+/** One rule as an iptables-save line ("-A CHAIN ..."). */
+export function formatRule(r: Rule): string {
+  return `-A ${r.chain}${formatRuleBody(r)}`;
+}
+
+/** The whole model in iptables-save format, counters [0:0]. */
+export function formatIptablesSave(model: RulesetModel): string {
+  const out: string[] = ['# Generated by dpemu'];
+  for (const t of model.tables) {
+    out.push(`*${t.name}`);
+    for (const c of t.chains) out.push(`:${c.name} ${c.builtin ? c.policy : '-'} [0:0]`);
+    for (const c of t.chains) for (const r of c.rules) out.push(formatRule(r));
+    out.push('COMMIT');
+  }
+  out.push('# Completed by dpemu');
+  return out.join('\n') + '\n';
+}
