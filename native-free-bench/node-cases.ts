@@ -1,41 +1,48 @@
 /**
- * Benchmark cases of the Linux node: the full pipeline (kube-proxy Service DNAT over 3
- * endpoints + MASQUERADE + a 20-rule FORWARD filter), replayed pcap → pcap on one thread.
+ * The Linux nodes the benchmarks run, as node files (YAML text: the CLI reads them from disk,
+ * the in-process cases parse the same text), and the per-frame node cases: LinuxNode.receive
+ * over frames held in memory, with a sink that only counts, so no file I/O is measured.
+ *
+ * Addresses: clients (pods) 172.30.0.0/16 arrive on eth0, whose MAC is the destination MAC of
+ * the generated captures; the node's own eth0 address is outside the clients' range.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { genCapture } from '../src/engine/gen.js';
-import { replayNode } from '../src/engine/node-replay.js';
 import { parseNodeConfig, type NodeConfig } from '../src/elements/linux/config.js';
+import { FATE_LEFT, LinuxNode, type FrameSink } from '../src/elements/linux/node.js';
+import { LINKTYPE_ETHERNET } from '../src/pcap/types.js';
+import { buildFrame } from '../src/packet/build.js';
+import { FrameSet } from './inputs.js';
+import type { MicroCase } from './measure.js';
 
-export interface BenchCase {
-  name: string;
-  frames: number;
-  bytes: number;
-  fn: () => void;
-}
+const NAT_HEAD = `  *nat
+  :PREROUTING ACCEPT [0:0]
+  :INPUT ACCEPT [0:0]
+  :OUTPUT ACCEPT [0:0]
+  :POSTROUTING ACCEPT [0:0]`;
 
-/** A worker-node-like router: pods on eth0, a Service 172.21.0.10:80 with 3 endpoints behind eth1. */
-export function fullPipelineNode(filterRules = 20): NodeConfig {
+/**
+ * The full node pipeline: a worker-node-like router with a kube-proxy Service
+ * 172.21.0.10:80 over 3 endpoints (statistic random, as kube-proxy renders it), MASQUERADE
+ * out of eth1, and a 20-rule FORWARD filter (18 rules that do not match, then conntrack
+ * ESTABLISHED and NEW accepts; policy DROP).
+ */
+export function fullPipelineYaml(filterRules = 20): string {
   const filler: string[] = [];
   for (let i = 0; i < filterRules - 2; i++) filler.push(`-A FORWARD -s 192.168.${i >> 8}.${i & 255}/32 -p tcp --dport ${1000 + i} -j DROP`);
-  const text = `name: bench-worker
+  return `name: bench-worker
 interfaces:
-  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.30.0.1/16] }
+  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
   - { name: eth1, mac: "02:00:00:00:01:02", addresses: [10.190.12.1/24] }
 routes:
+  - 172.30.0.0/16 via 172.29.0.254 dev eth0
   - default via 10.190.12.254 dev eth1
 neighbors:
+  - 172.29.0.254 lladdr 02:00:00:00:1d:fe dev eth0
   - 10.190.12.6 lladdr 02:00:00:00:0c:06 dev eth1
   - 10.190.12.7 lladdr 02:00:00:00:0c:07 dev eth1
   - 10.190.12.8 lladdr 02:00:00:00:0c:08 dev eth1
   - 10.190.12.254 lladdr 02:00:00:00:0c:fe dev eth1
 iptables: |
-  *nat
-  :PREROUTING ACCEPT [0:0]
-  :INPUT ACCEPT [0:0]
-  :OUTPUT ACCEPT [0:0]
-  :POSTROUTING ACCEPT [0:0]
+${NAT_HEAD}
   :KUBE-SERVICES - [0:0]
   :KUBE-SVC-BENCH - [0:0]
   :KUBE-SEP-A - [0:0]
@@ -60,29 +67,147 @@ ${filler.map((l) => '  ' + l).join('\n')}
   -A FORWARD -i eth0 -o eth1 -p tcp -m conntrack --ctstate NEW -j ACCEPT
   COMMIT
 `;
-  return parseNodeConfig(text, 'bench-worker.yaml');
 }
 
-export function nodeBenchCases(dir: string, frames: number): BenchCase[] {
-  const path = join(dir, `svc-${frames}.pcap`);
-  const bytesPath = path + '.bytes';
-  if (!existsSync(path) || !existsSync(bytesPath)) {
-    // Pods 172.30.x.y → the Service VIP 172.21.0.10:80, 4096 flows (TCP ACKs with data: loose pickup).
-    const bytes = genCapture(path, { frames, seed: 11, minLen: 60, maxLen: 100, serverNet: 0xac15000a - 1, servers: 1, ports: [80], udpShare: 0, dstMac: '02:00:00:00:00:02' });
-    writeFileSync(bytesPath, String(bytes));
+/** A router with no rules: routing, TTL, MAC rewrite, conntrack. */
+export function forwardYaml(iptables = ''): string {
+  return `name: bench-router
+interfaces:
+  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
+  - { name: eth1, mac: "02:00:00:00:01:02", addresses: [10.250.0.1/24] }
+routes:
+  - default via 10.250.0.254 dev eth1
+neighbors:
+  - 10.250.0.254 lladdr 02:00:00:00:0f:fe dev eth1
+${iptables}`;
+}
+
+/**
+ * The rewrite of the tcprewrite comparison: `--dstipmap=${REWRITE.dstMap} --srcipmap=${REWRITE.srcMap}`
+ * is, on a Linux router, NETMAP in PREROUTING (destination) and in POSTROUTING (source).
+ */
+export const REWRITE = {
+  dstFrom: '10.0.0.0/24',
+  dstTo: '10.190.12.0/24',
+  srcFrom: '172.30.0.0/16',
+  srcTo: '100.64.0.0/16',
+  get dstMap(): string {
+    return `${this.dstFrom}:${this.dstTo}`;
+  },
+  get srcMap(): string {
+    return `${this.srcFrom}:${this.srcTo}`;
+  },
+};
+
+export function rewriteYaml(): string {
+  return forwardYaml(`iptables: |
+${NAT_HEAD}
+  -A PREROUTING -d ${REWRITE.dstFrom} -j NETMAP --to ${REWRITE.dstTo}
+  -A POSTROUTING -s ${REWRITE.srcFrom} -j NETMAP --to ${REWRITE.srcTo}
+  COMMIT
+`);
+}
+
+const TUNNEL_NODE = (tunnel: string, route: string, extraNeigh: string): string => `name: bench-tunnel
+interfaces:
+  - { name: eth0, mac: "02:00:00:00:0e:05", addresses: [10.190.14.5/24] }
+  - { name: eth1, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
+tunnels:
+  - ${tunnel}
+routes:
+  - ${route}
+  - 172.30.0.0/16 via 172.29.0.254 dev eth1
+neighbors:
+  - 10.190.14.6 lladdr 02:00:00:00:0e:06 dev eth0
+  - 172.29.0.254 lladdr 02:00:00:00:1d:fe dev eth1
+${extraNeigh}`;
+
+export const VTEP_MAC = '66:00:00:00:00:05';
+export const REMOTE_VTEP_MAC = '66:00:00:00:00:06';
+
+/** Routes 10.0.0.0/24 into vxlan0 (VNI 4096, remote 10.190.14.6) and decapsulates what arrives on UDP 4789. */
+export function vxlanYaml(): string {
+  return TUNNEL_NODE(
+    `{ name: vxlan0, type: vxlan, vni: 4096, local: 10.190.14.5, remote: 10.190.14.6, dstport: 4789, dev: eth0, mac: "${VTEP_MAC}", addresses: [172.31.0.5/32], mtu: 1450 }`,
+    '10.0.0.0/24 via 172.31.0.6 dev vxlan0 onlink',
+    `  - 172.31.0.6 lladdr ${REMOTE_VTEP_MAC} dev vxlan0\n`,
+  );
+}
+
+/** Routes 10.0.0.0/24 into tunl0 (outer destination 10.190.14.6) and decapsulates protocol 4. */
+export function ipipYaml(): string {
+  return TUNNEL_NODE('{ name: tunl0, type: ipip, addresses: [172.31.0.5/32] }', '10.0.0.0/24 via 10.190.14.6 dev tunl0 onlink', '');
+}
+
+export function nodeConfig(yaml: string, name: string): NodeConfig {
+  return parseNodeConfig(yaml, name);
+}
+
+/** VXLAN frames from the remote VTEP 10.190.14.6 to this node, around each inner frame. */
+export function vxlanWrap(inner: readonly Uint8Array[]): Uint8Array[] {
+  return inner.map((f, i) => {
+    const payload = new Uint8Array(8 + f.length);
+    payload[0] = 0x08; // I flag
+    payload[4] = 0x00;
+    payload[5] = 0x10; // VNI 4096 = 0x001000
+    payload[6] = 0x00;
+    payload.set(f, 8);
+    return buildFrame({
+      srcMac: '02:00:00:00:0e:06',
+      dstMac: '02:00:00:00:0e:05',
+      ip: { src: '10.190.14.6', dst: '10.190.14.5', ttl: 64, id: i & 0xffff },
+      l4: { kind: 'udp', sport: 32768 + (i % 4096), dport: 4789, payload, noChecksum: true },
+    });
+  });
+}
+
+/** IP-in-IP packets from 10.190.14.6 to this node, around the IPv4 packet of each inner frame. */
+export function ipipWrap(inner: readonly Uint8Array[]): Uint8Array[] {
+  return inner.map((f, i) =>
+    buildFrame({
+      srcMac: '02:00:00:00:0e:06',
+      dstMac: '02:00:00:00:0e:05',
+      ip: { src: '10.190.14.6', dst: '10.190.14.5', ttl: 64, id: i & 0xffff },
+      l4: { kind: 'raw', proto: 4, payload: f.subarray(14) },
+    }),
+  );
+}
+
+class CountingSink implements FrameSink {
+  frames = 0;
+  bytes = 0;
+  frame(_buf: Uint8Array, _off: number, len: number): void {
+    this.frames++;
+    this.bytes += len;
   }
-  const bytes = Number(readFileSync(bytesPath, 'utf8'));
-  const node = fullPipelineNode(20);
-  const out = join(dir, 'svc-out.pcap');
-  return [
-    {
-      name: 'node pipeline: DNAT(3 ep)+MASQUERADE+20-rule filter, pcap->pcap',
-      frames,
-      bytes,
-      fn: () => {
-        const r = replayNode({ inPath: path, outPath: out, format: 'pcap', node, seed: 1, comments: false });
-        if (r.acct.left !== frames) throw new Error(`node pipeline: ${r.acct.left} of ${frames} frames left: ${JSON.stringify(r.acct.toJSON())}`);
-      },
+}
+
+/**
+ * A per-frame case: every frame of `frames` enters `yaml`'s node on `inIf`; the op is one pass
+ * over all of them. Before timing, one pass checks that every frame leaves the node (a
+ * misconfigured case would otherwise measure the cost of a drop).
+ */
+export function nodeCase(id: string, name: string, yaml: string, frameList: readonly Uint8Array[], inIf: string, note?: string): MicroCase {
+  const node = new LinuxNode(nodeConfig(yaml, `${id}.yaml`), { seed: 1, comments: false });
+  const fs = new FrameSet(frameList);
+  const ifc = node.ifIndex(inIf);
+  if (ifc < 0) throw new Error(`${id}: no interface ${inIf}`);
+  const sink = new CountingSink();
+  const now = 1_700_000_000;
+  for (let i = 0; i < fs.count; i++) {
+    const fate = node.receive(fs.buf, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
+    if (fate !== FATE_LEFT) throw new Error(`${id}: frame ${i} did not leave the node: ${node.reason}`);
+  }
+  const { buf, off, len, count } = fs;
+  return {
+    id,
+    section: 'node',
+    name,
+    framesPerOp: count,
+    bytesPerOp: fs.bytes,
+    note,
+    fn: () => {
+      for (let i = 0; i < count; i++) node.receive(buf, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
     },
-  ];
+  };
 }

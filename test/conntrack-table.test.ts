@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Conntrack } from '../src/netfilter/conntrack.js';
-import { CT_ESTABLISHED, CT_NEW } from '../src/netfilter/skb.js';
+import { CT_ESTABLISHED, CT_NEW, IPS_ASSURED } from '../src/netfilter/skb.js';
+import { reciprocalScale } from '../src/netfilter/tuple-hash.js';
 import { Prng } from '../src/util/prng.js';
 import { icmp, masquerade, Node, skbOf, tcp, udp } from './conntrack-helpers.js';
 
@@ -154,6 +155,65 @@ describe('conntrack: the table', () => {
         },
       ),
       { numRuns: 200, seed: 7 },
+    );
+  });
+
+  it('keeps the open-addressing table consistent through inserts, kills, expiry and growth', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ op: fc.integer({ min: 0, max: 9 }), a: fc.integer({ min: 0, max: 40 }), b: fc.integer({ min: 0, max: 5 }), dt: fc.integer({ min: 0, max: 12 }) }), { minLength: 1, maxLength: 300 }),
+        (ops) => {
+          const ct = new Conntrack({ max: 100000, initialSlots: 16, gcStep: 1 });
+          let now = 0;
+          for (const o of ops) {
+            now += o.dt;
+            if (o.op < 7) {
+              pass(ct, udp(`10.0.0.${o.a}`, 1000 + o.b, '10.9.0.1', 53), now);
+            } else if (o.op < 9) {
+              const ids = ct.ids();
+              if (ids.length > 0) ct.killEntry(ids[o.a % ids.length]!);
+            } else {
+              pass(ct, udp('10.9.0.1', 53, `10.0.0.${o.a}`, 1000 + o.b), now); // a reply (or a new flow)
+            }
+            const bad = ct.checkInvariants(now);
+            if (bad) throw new Error(bad);
+          }
+        },
+      ),
+      { numRuns: 150, seed: 11 },
+    );
+  });
+
+  it('early_drop evicts exactly the non-ASSURED entries of the first of 8 kernel buckets holding any', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 120 }), fc.integer(), fc.integer({ min: 1, max: 1000 }), (kb, nflows, h, seed) => {
+        const ct = new Conntrack({ max: 100000, buckets: kb, initialSlots: 16 });
+        const g = new Prng(seed);
+        for (let i = 0; i < nflows; i++) {
+          const a = `10.${g.nextInt(0, 3)}.0.${g.nextInt(1, 200)}`;
+          const sp = g.nextInt(1, 5000);
+          pass(ct, udp(a, sp, '10.9.0.1', 53), 0);
+          if (g.nextInt(0, 1) === 1) {
+            pass(ct, udp('10.9.0.1', 53, a, sp), 0.5);
+            pass(ct, udp(a, sp, '10.9.0.1', 53), 3); // stream: ASSURED
+          }
+        }
+        let expected: number[] = [];
+        let b = reciprocalScale(h | 0, kb);
+        for (let i = 0; i < 8; i++) {
+          if (i > 0) b = (b + 1) % kb;
+          expected = ct.kernelBucketIds(b).filter((id) => !(ct.status[id]! & IPS_ASSURED));
+          if (expected.length > 0) break;
+        }
+        const before = ct.ids();
+        const dropped = ct.earlyDropForTest(h | 0, 4);
+        expect(dropped).toBe(expected.length > 0);
+        const after = new Set(ct.ids());
+        const gone = before.filter((id) => !after.has(id));
+        expect(gone.sort((x, y) => x - y)).toEqual(expected.sort((x, y) => x - y));
+        expect(ct.checkInvariants(4)).toBe('');
+      }),
+      { numRuns: 300, seed: 3 },
     );
   });
 

@@ -223,11 +223,68 @@ describe('conntrack: TCP state machine', () => {
     pass(ct, tcp(S, 3306, C, 40000, 'SA', { seq: 5000, ack: 1001, win: 65160, options: opts }), 1.1);
     pass(ct, tcp(C, 40000, S, 3306, 'A', { seq: 1001, ack: 5001, win: 502 }), 1.2);
     const id = syn.ct;
-    expect(ct.tdScale[2 * id]).toBe(7);
-    expect(ct.tdScale[2 * id + 1]).toBe(7);
+    expect(ct.tdScaleOf(id, 0)).toBe(7);
+    expect(ct.tdScaleOf(id, 1)).toBe(7);
     // 502 << 7 = 64256 bytes of window: 60000 bytes of data from the server are in window.
     const big = pass(ct, tcp(S, 3306, C, 40000, 'PA', { seq: 5001, ack: 1001, payload: new Uint8Array(1400) }), 2);
     expect(big.ctState).toBe(CT_ESTABLISHED);
+  });
+
+  it('tracks sequence numbers across the 2^32 wrap', () => {
+    const ct = new Conntrack({ max: 1000 });
+    const isn = 0xfffffff0;
+    const syn = pass(ct, tcp(C, 40000, S, 3306, 'S', { seq: isn }), 1);
+    pass(ct, tcp(S, 3306, C, 40000, 'SA', { seq: 0x7ffffff0, ack: isn + 1 }), 1.1);
+    pass(ct, tcp(C, 40000, S, 3306, 'A', { seq: isn + 1, ack: 0x7ffffff1 }), 1.2);
+    expect(ct.status[syn.ct]! & IPS_ASSURED).toBe(IPS_ASSURED);
+    // 32 bytes from 0xfffffff1 to 0x00000011: wraps.
+    const d = pass(ct, tcp(C, 40000, S, 3306, 'PA', { seq: isn + 1, ack: 0x7ffffff1, payload: new Uint8Array(32) }), 2);
+    expect(d.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.expires[syn.ct]).toBe(2 + 300); // unacknowledged
+    const a = pass(ct, tcp(S, 3306, C, 40000, 'A', { seq: 0x7ffffff1, ack: (isn + 33) % 2 ** 32 }), 3);
+    expect(a.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.expires[syn.ct]).toBe(3 + 432000);
+    const far = pass(ct, tcp(C, 40000, S, 3306, 'PA', { seq: 0x40000000, ack: 0x7ffffff1, payload: 'x' }), 4);
+    expect(far.ctState).toBe(CT_INVALID);
+  });
+
+  it('handles a simultaneous open (SYN_SENT2)', () => {
+    const ct = new Conntrack({ max: 1000 });
+    const a = pass(ct, tcp(C, 5000, S, 6000, 'S', { seq: 100 }), 1);
+    pass(ct, tcp(S, 6000, C, 5000, 'S', { seq: 500 }), 1.1);
+    expect(ct.tcpStateName(a.ct)).toBe('SYN_SENT2');
+    pass(ct, tcp(C, 5000, S, 6000, 'SA', { seq: 100, ack: 501 }), 1.2);
+    expect(ct.tcpStateName(a.ct)).toBe('SYN_RECV');
+    const last = pass(ct, tcp(S, 6000, C, 5000, 'A', { seq: 501, ack: 101 }), 1.3);
+    expect(last.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.tcpStateName(a.ct)).toBe('ESTABLISHED');
+  });
+
+  it('an RST with an inexact sequence number keeps ESTABLISHED (challenge ACK) with the close timeout', () => {
+    const ct = new Conntrack({ max: 1000 });
+    const { syn } = handshake(ct);
+    pass(ct, tcp(S, 3306, C, 40000, 'A', { seq: 5001, ack: 1001 }), 150); // server's max ack: 1001
+    const r = pass(ct, tcp(C, 40000, S, 3306, 'R', { seq: 1001 + 100 }), 200);
+    expect(r.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.tcpStateName(syn.ct)).toBe('ESTABLISHED');
+    expect(ct.expires[syn.ct]).toBe(210);
+    const exact = pass(ct, tcp(C, 40000, S, 3306, 'R', { seq: 1001 }), 201);
+    expect(exact.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.tcpStateName(syn.ct)).toBe('CLOSE');
+  });
+
+  it('gets back in sync when a SYN it ignored is answered (SYN/ACK acknowledging the ignored SYN)', () => {
+    const ct = new Conntrack({ max: 1000 });
+    const { syn } = handshake(ct);
+    // The client restarted: a new SYN on the same tuple while we think ESTABLISHED: ignored.
+    const s2 = pass(ct, tcp(C, 40000, S, 3306, 'S', { seq: 900000 }), 200);
+    expect(s2.ctState).toBe(CT_ESTABLISHED);
+    expect(ct.tcpStateName(syn.ct)).toBe('ESTABLISHED');
+    // The server accepts it: SYN/ACK acking 900001 → resync to SYN_RECV.
+    pass(ct, tcp(S, 3306, C, 40000, 'SA', { seq: 700000, ack: 900001 }), 200.1);
+    expect(ct.tcpStateName(syn.ct)).toBe('SYN_RECV');
+    pass(ct, tcp(C, 40000, S, 3306, 'A', { seq: 900001, ack: 700001 }), 200.2);
+    expect(ct.tcpStateName(syn.ct)).toBe('ESTABLISHED');
   });
 
   it('leaves NOTRACK packets UNTRACKED', () => {

@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNodeConfig } from '../src/elements/linux/config.js';
-import { compareRuns, decodeFrame, tsharkProblems } from './support/compare.js';
+import { compareRuns } from './support/compare.js';
 import { kernelAvailability, liveKernelNamespaces } from './support/kernel.js';
-import { FIXTURES, runDpemu, runKernel, sentAfter, type KernelRunResult } from './support/scenario.js';
+import { expectNothingSent, expectOnlyFrame, expectValidCapture, FIXTURES, runDpemu, runKernel, type KernelRunResult } from './support/scenario.js';
 import { CLIENT, EDGE_PRIVATE, EDGE_PUBLIC, REMOTE, steps, UPSTREAM_MAC, VIP, WEB } from './fixtures/kernel/edge-dnat.frames.js';
 
 const avail = kernelAvailability();
@@ -27,17 +27,11 @@ describe.skipIf(!avail.ok)('kernel differential: edge DNAT filtered on the origi
     expect(liveKernelNamespaces()).toEqual([]);
   });
 
-  const only = (name: string, iface: string) => {
-    const out = sentAfter(k, name);
-    expect(out.map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toHaveLength(1);
-    expect(out[0]!.iface).toBe(iface);
-    return out[0]!.d;
-  };
-  const nothing = (name: string) => expect(sentAfter(k, name).map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toEqual([]);
+  const only = (name: string, iface: string) => expectOnlyFrame(k, name, iface);
+  const nothing = (name: string) => expectNothingSent(k, name);
 
   it('every frame the kernel sent is valid (tshark, checksum validation on)', () => {
-    expect(tsharkProblems(k.artifacts.out!)).toEqual([]);
-    for (const o of k.outputs) expect(decodeFrame(o.data).problems).toEqual([]);
+    expectValidCapture(k);
   });
 
   it('VIP:443 is DNATed to the web VM and allowed; replies come from VIP:443', () => {

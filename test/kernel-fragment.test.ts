@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNodeConfig } from '../src/elements/linux/config.js';
-import { compareRuns, decodeFrame, tsharkProblems } from './support/compare.js';
+import { compareRuns } from './support/compare.js';
 import { kernelAvailability, liveKernelNamespaces } from './support/kernel.js';
-import { FIXTURES, runDpemu, runKernel, sentAfter, type KernelRunResult } from './support/scenario.js';
+import { expectOnlyFrame, expectValidCapture, FIXTURES, runDpemu, runKernel, sentAfter, type KernelRunResult } from './support/scenario.js';
 import { DST, ROUTER_IP, SRC, steps } from './fixtures/kernel/fragment.frames.js';
 
 const avail = kernelAvailability();
@@ -28,17 +28,11 @@ describe.skipIf(!avail.ok)('kernel differential: fragmentation and frag-needed',
   });
 
   it('every frame the kernel sent is valid (tshark, checksum validation on)', () => {
-    expect(tsharkProblems(k.artifacts.out!)).toEqual([]);
-    for (const o of k.outputs) expect(decodeFrame(o.data).problems).toEqual([]);
+    expectValidCapture(k);
   });
 
   const sent = (name: string) => sentAfter(k, name);
-  const only = (name: string, iface: string) => {
-    const out = sent(name);
-    expect(out.map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toHaveLength(1);
-    expect(out[0]!.iface).toBe(iface);
-    return out[0]!.d;
-  };
+  const only = (name: string, iface: string) => expectOnlyFrame(k, name, iface);
   /** [ip.len, MF, offset] of each frame, plus the common IP ID, TTL and DF. */
   const layout = (name: string, iface: string) => {
     const out = sent(name);

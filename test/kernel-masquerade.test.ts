@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNodeConfig } from '../src/elements/linux/config.js';
-import { compareRuns, decodeFrame, tsharkProblems } from './support/compare.js';
+import { compareRuns } from './support/compare.js';
 import { kernelAvailability, liveKernelNamespaces } from './support/kernel.js';
-import { FIXTURES, runDpemu, runKernel, sentAfter, type KernelRunResult } from './support/scenario.js';
+import { expectOnlyFrame, expectValidCapture, FIXTURES, runDpemu, runKernel, type KernelRunResult } from './support/scenario.js';
 import { DNS, ECHO_ID, NODE_IP, POD1, POD2, SERVER, steps, TCP_PORT, UDP_PORT } from './fixtures/kernel/masquerade.frames.js';
 
 const avail = kernelAvailability();
@@ -27,16 +27,10 @@ describe.skipIf(!avail.ok)('kernel differential: pod egress MASQUERADE with clas
     expect(liveKernelNamespaces()).toEqual([]);
   });
 
-  const only = (name: string, iface: string) => {
-    const out = sentAfter(k, name);
-    expect(out.map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toHaveLength(1);
-    expect(out[0]!.iface).toBe(iface);
-    return out[0]!.d;
-  };
+  const only = (name: string, iface: string) => expectOnlyFrame(k, name, iface);
 
   it('every frame the kernel sent is valid (tshark, checksum validation on)', () => {
-    expect(tsharkProblems(k.artifacts.out!)).toEqual([]);
-    for (const o of k.outputs) expect(decodeFrame(o.data).problems).toEqual([]);
+    expectValidCapture(k);
   });
 
   it('TCP: the first pod keeps its port, the second gets a random one in 1024-65535, kept for the flow', () => {

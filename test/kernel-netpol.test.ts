@@ -4,9 +4,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNodeConfig } from '../src/elements/linux/config.js';
-import { compareRuns, decodeFrame, tsharkProblems } from './support/compare.js';
+import { compareRuns } from './support/compare.js';
 import { kernelAvailability, liveKernelNamespaces } from './support/kernel.js';
-import { FIXTURES, runDpemu, runKernel, sentAfter, type KernelRunResult } from './support/scenario.js';
+import { expectNothingSent, expectOnlyFrame, expectValidCapture, FIXTURES, ruleCounter, runDpemu, runKernel, type KernelRunResult } from './support/scenario.js';
 import { APP, DB, DNS1, DNS2, steps } from './fixtures/kernel/netpol.frames.js';
 
 const avail = kernelAvailability();
@@ -26,22 +26,12 @@ describe.skipIf(!avail.ok)('kernel differential: stateful NetworkPolicy in FORWA
     expect(liveKernelNamespaces()).toEqual([]);
   });
 
-  const only = (name: string, iface: string) => {
-    const out = sentAfter(k, name);
-    expect(out.map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toHaveLength(1);
-    expect(out[0]!.iface).toBe(iface);
-    return out[0]!.d;
-  };
-  const nothing = (name: string) => expect(sentAfter(k, name).map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toEqual([]);
-  const counter = (chainAndText: string) => {
-    const line = k.counters.split('\n').find((l) => l.includes(chainAndText));
-    if (!line) throw new Error(`no rule with ${chainAndText} in\n${k.counters}`);
-    return Number(/^\[(\d+):/.exec(line)![1]);
-  };
+  const only = (name: string, iface: string) => expectOnlyFrame(k, name, iface);
+  const nothing = (name: string) => expectNothingSent(k, name);
+  const counter = (text: string) => ruleCounter(k, text);
 
   it('every frame the kernel sent is valid (tshark, checksum validation on)', () => {
-    expect(tsharkProblems(k.artifacts.out!)).toEqual([]);
-    for (const o of k.outputs) expect(decodeFrame(o.data).problems).toEqual([]);
+    expectValidCapture(k);
   });
 
   it('an allowed connection passes both ways, handshake to close', () => {

@@ -579,7 +579,8 @@ describe('targets', () => {
 describe('kube-proxy and Calico pipelines', () => {
   it('kube-proxy: DNAT + MARK-MASQ in nat PREROUTING, MASQUERADE --random-fully in POSTROUTING', () => {
     const rs = compile(KUBE_PROXY_SAVE, 5);
-    const skb = load(new Skb(), ...tcp('203.0.113.9', '10.177.1.10', 5555, 30080), { inIf: ETH0, ctState: CT_NEW });
+    ct.entry(5, { proto: 6, src: '1.1.1.1', dst: '2.2.2.2', sport: 1, dport: 2 });
+    const skb = load(new Skb(), ...tcp('203.0.113.9', '10.177.1.10', 5555, 30080), { inIf: ETH0, ct: 5, ctState: CT_NEW });
     expect(rs.run(TABLE_NAT, HOOK_PREROUTING, skb)).toBe(VERDICT_ACCEPT);
     expect(skb.mark).toBe(0x4000); // KUBE-EXT → KUBE-MARK-MASQ
     expect(skb.natRange.manip).toBe(NAT_MANIP_DST);
@@ -590,13 +591,13 @@ describe('kube-proxy and Calico pipelines', () => {
     expect(skb.natRange.flags).toBe(NAT_RANGE_MASQUERADE | NF_NAT_RANGE_PROTO_RANDOM_FULLY);
     expect(skb.verdictRef).toBe('nat/KUBE-POSTROUTING rule 3 (line 84): MASQUERADE --random-fully "kubernetes service traffic requiring SNAT"');
     // Pod → ClusterIP from inside the cluster: no masquerade mark.
-    load(skb, ...udp('172.30.1.9', '172.21.0.10', 5353, 53), { inIf: CALI_A, ctState: CT_NEW });
+    load(skb, ...udp('172.30.1.9', '172.21.0.10', 5353, 53), { inIf: CALI_A, ct: 5, ctState: CT_NEW });
     rs.run(TABLE_NAT, HOOK_PREROUTING, skb);
     expect(skb.mark).toBe(0);
     expect([0xac1e0102, 0xac1e0203]).toContain(skb.natRange.minIp);
     expect(skb.natRange.minPort).toBe(53);
     // A service without endpoints is rejected in filter.
-    load(skb, ...tcp('172.30.1.9', '172.21.44.10', 5353, 80), { inIf: CALI_A, ctState: CT_NEW });
+    load(skb, ...tcp('172.30.1.9', '172.21.44.10', 5353, 80), { inIf: CALI_A, ct: 5, ctState: CT_NEW });
     expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_REJECT);
     expect(skb.rejectWith).toBe(REJECT_ICMP_PORT_UNREACHABLE);
     expect(skb.verdictRef).toBe('filter/KUBE-SERVICES rule 1 (line 43): REJECT --reject-with icmp-port-unreachable "default/no-endpoints:http has no endpoints"');
@@ -604,21 +605,27 @@ describe('kube-proxy and Calico pipelines', () => {
   it('Calico: workload-to-workload ingress policy, profiles, IPIP from hosts, nat-outgoing', () => {
     const rs = Ruleset.fromText(CALICO_SAVE, { file: 'calico.rules', env, ct, prng: new Prng(1), ipsetSave: CALICO_IPSET, ipsetFile: 'sets.txt' });
     const skb = new Skb();
-    // A → B on 8080: egress profile of A accepts, ingress policy of B allows the selector source.
-    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 8080), { inIf: CALI_A, outIf: CALI_B, ctState: CT_NEW });
+    ct.entry(5, { proto: 6, src: '1.1.1.1', dst: '2.2.2.2', sport: 1, dport: 2 });
+    // B → A on 8080: egress profile of B accepts, A's ingress policy allows the selector source.
+    load(skb, ...tcp('172.30.2.9', '172.30.1.5', 40000, 8080), { inIf: CALI_B, outIf: CALI_A, ct: 5, ctState: CT_NEW });
     expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_ACCEPT);
     expect(skb.verdictRef).toBe('filter/FORWARD rule 2 (line 95): ACCEPT "cali:S93hcgKJrXEqnTfs; Policy explicitly accepted packet."');
     // Port not allowed by the policy: end of tier drop.
-    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 9999), { inIf: CALI_A, outIf: CALI_B, ctState: CT_NEW });
+    load(skb, ...tcp('172.30.2.9', '172.30.1.5', 40000, 9999), { inIf: CALI_B, outIf: CALI_A, ct: 5, ctState: CT_NEW });
     expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_DROP);
-    expect(skb.verdictRef).toMatch(/^filter\/cali-tw-cali1f2a3b4c5d6|^filter\/cali-tw-cali9e8d7c6b5a4/);
-    expect(skb.verdictRef).toContain('End of tier default. Drop if no policies passed packet');
+    expect(skb.verdictRef).toMatch(/^filter\/cali-tw-cali1f2a3b4c5d6 rule 7 \(line \d+\): DROP "cali:D1ifdA2j0iG6yuka; End of tier default. Drop if no policies passed packet"$/);
     // Source in the /25 nomatch part of the selector set.
-    load(skb, ...tcp('172.30.2.200', '172.30.2.9', 40000, 8080), { inIf: CALI_A, outIf: CALI_B, ctState: CT_NEW });
+    load(skb, ...tcp('172.30.2.200', '172.30.1.5', 40000, 8080), { inIf: CALI_B, outIf: CALI_A, ct: 5, ctState: CT_NEW });
     expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_DROP);
+    // A → B: B has no policy, its profile accepts.
+    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 9999), { inIf: CALI_A, outIf: CALI_B, ct: 5, ctState: CT_NEW });
+    expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_ACCEPT);
+    // Unknown workload interface.
+    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 9999), { inIf: ETH0, outIf: CALI_B, ct: 5, ctState: CT_NEW });
+    expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_ACCEPT);
     // Established traffic is accepted by the workload chains' conntrack rule.
-    ct.entry(4, { proto: 6, src: '172.30.1.5', dst: '172.30.2.9', sport: 40000, dport: 9999 });
-    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 9999, 'A'), { inIf: CALI_A, outIf: CALI_B, ct: 4, ctState: CT_ESTABLISHED });
+    ct.entry(4, { proto: 6, src: '172.30.2.9', dst: '172.30.1.5', sport: 40000, dport: 9999 });
+    load(skb, ...tcp('172.30.2.9', '172.30.1.5', 40000, 9999, 'A'), { inIf: CALI_B, outIf: CALI_A, ct: 4, ctState: CT_ESTABLISHED });
     expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_ACCEPT);
     // IPIP from a Calico host to this node; from elsewhere it is dropped.
     const ipip = (src: string): [IpSpec, L4Spec] => [{ src, dst: '10.177.1.10', proto: 4 }, { kind: 'raw', payload: new Uint8Array(40) }];
@@ -628,12 +635,12 @@ describe('kube-proxy and Calico pipelines', () => {
     expect(rs.run(TABLE_FILTER, HOOK_INPUT, skb)).toBe(VERDICT_DROP);
     expect(skb.verdictRef).toBe('filter/cali-INPUT rule 2 (line 105): DROP "cali:_wjq-Yrma8Ly1Svo; Drop IPIP packets from non-Calico hosts"');
     // natOutgoing: pod → internet is masqueraded, pod → pod is not.
-    load(skb, ...tcp('172.30.1.5', '8.8.8.8', 40000, 443), { outIf: ETH0, ctState: CT_NEW });
+    load(skb, ...tcp('172.30.1.5', '8.8.8.8', 40000, 443), { outIf: ETH0, ct: 5, ctState: CT_NEW });
     rs.run(TABLE_NAT, HOOK_POSTROUTING, skb);
     expect(skb.natRangeSet).toBe(true);
     expect(skb.natRange.flags).toBe(NAT_RANGE_MASQUERADE | NF_NAT_RANGE_PROTO_RANDOM_FULLY);
     expect(skb.natRange.ruleRef).toBe('cali-nat-outgoing rule 1 (line 67)');
-    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 443), { outIf: TUNL0, ctState: CT_NEW });
+    load(skb, ...tcp('172.30.1.5', '172.30.2.9', 40000, 443), { outIf: TUNL0, ct: 5, ctState: CT_NEW });
     skb.natRangeSet = false;
     rs.run(TABLE_NAT, HOOK_POSTROUTING, skb);
     expect(skb.natRangeSet).toBe(false);

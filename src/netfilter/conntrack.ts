@@ -84,7 +84,7 @@ import {
   tcpOptions,
   tcpSack,
 } from './tcp-state.js';
-import { srcHash, tupleHash } from './tuple-hash.js';
+import { reciprocalScale, srcHash, tupleHash } from './tuple-hash.js';
 
 // ---- configuration -------------------------------------------------------------------------
 
@@ -145,12 +145,18 @@ export interface ConntrackConfig {
   /** nf_conntrack_tcp_ignore_invalid_rst (default false). */
   tcpIgnoreInvalidRst?: boolean;
   timeouts?: Partial<ConntrackTimeouts>;
-  /** Hash buckets (nf_conntrack_buckets), rounded up to a power of two; default from max. */
+  /**
+   * nf_conntrack_buckets (default: max, as modern kernels set max = buckets). The table itself
+   * is an open-addressing array sized by the live entries; the buckets only decide which
+   * entries early_drop looks at (the kernel's 8 buckets from the new tuple's bucket).
+   */
   buckets?: number;
   /** Seed of the tuple hash (the kernel's is random per boot). */
   hashSeed?: number;
   /** Entries checked for expiry per lookup (incremental GC); default 2. */
   gcStep?: number;
+  /** Initial slots of the hash table (power of two, ≥ 16; default 1024). It grows as needed. */
+  initialSlots?: number;
 }
 
 // ---- constants -----------------------------------------------------------------------------
@@ -191,6 +197,25 @@ const TCPW_ACCEPT = 2;
 const LIMBO_SIZE = 4096;
 /** Lookups after which such an entry can no longer be referenced by a packet in flight. */
 const LIMBO_GRACE = 256;
+
+// The TCP record: int32 slots (from id << 4) and byte slots (from id << 6); "+ dir" for the
+// per-direction fields (struct ip_ct_tcp_state seen[2]).
+const I_TD_END = 0;
+const I_TD_MAXEND = 2;
+const I_TD_MAXWIN = 4; // uint32 stored in int32: read with >>> 0
+const I_TD_MAXACK = 6;
+const I_LAST_SEQ = 8;
+const I_LAST_ACK = 9;
+const I_LAST_END = 10;
+const I_LAST_WIN = 11;
+const B_STATE = 48;
+const B_LAST_DIR = 49;
+const B_LAST_INDEX = 50;
+const B_RETRANS = 51;
+const B_LAST_FLAGS = 52;
+const B_LAST_WSCALE = 53;
+const B_TD_SCALE = 54;
+const B_TD_FLAGS = 56;
 
 /** ICMP inversion (invmap of nf_conntrack_proto_icmp.c): request ⇄ reply, -1 when none. */
 const ICMP_INVMAP = new Int16Array(256).fill(-1);
@@ -283,24 +308,11 @@ export class Conntrack implements ConntrackView {
   /** Capture time (seconds) at which the entry expires (nf_ct_is_expired: now >= expires). */
   expires: Float64Array;
 
-  // ---- TCP tracking (struct ip_ct_tcp); per-direction arrays are indexed by 2*id+dir;
-  // sequence-space values are stored as int32 (mod 2^32, compared with before()/after()) ----
-  tcpState: Uint8Array;
-  tdEnd: Int32Array;
-  tdMaxEnd: Int32Array;
-  tdMaxWin: Uint32Array;
-  tdMaxAck: Int32Array;
-  tdScale: Uint8Array;
-  tdFlags: Uint8Array;
-  private lastDir: Uint8Array;
-  private lastIndex: Uint8Array;
-  private lastWscale: Uint8Array;
-  private lastFlags: Uint8Array;
-  private retrans: Uint8Array;
-  private lastSeq: Int32Array;
-  private lastAck: Int32Array;
-  private lastEnd: Int32Array;
-  private lastWin: Uint16Array;
+  // ---- TCP tracking (struct ip_ct_tcp): one 64-byte record per entry, so that a TCP packet
+  // touches one cache line for it: int32 slots I_* at (id << 4) and byte slots B_* at
+  // (id << 6), two views of one buffer. Sequence-space values are int32 (mod 2^32). ----
+  private tcpI: Int32Array;
+  private tcpB: Uint8Array;
   /** UDP: stream_ts (capture seconds); GRE: unused. */
   private aux: Float64Array;
 
@@ -311,16 +323,28 @@ export class Conntrack implements ConntrackView {
   readonly natRefDst: string[] = [];
   readonly natRefSrc: string[] = [];
   /** nf_nat_bysource chains: heads per bucket, next per entry. */
-  bysrcHead: Int32Array;
+  readonly bysrcHead: Int32Array;
+  private readonly bysrcMask: number;
   bysrcNext: Int32Array;
 
   // ---- hash table ----
   private flags: Uint8Array;
-  /** Per node (2*id+dir): the tuple's hash, and the next node in its bucket's chain. */
+  /** Per node (2*id+dir): the tuple's hash. */
   private hashv: Int32Array;
-  private next: Int32Array;
-  private heads: Int32Array;
-  private readonly mask: number;
+  /** Free list of ids: next free id per free entry. */
+  private freeNext: Int32Array;
+  /**
+   * The tuple hash table: open addressing with linear probing, slot i = (hash, node) at
+   * [2i, 2i+1], node -1 when empty. A tuple's home slot is the top bits of its hash, so slots
+   * are ordered by hash (which lets early_drop find the kernel's buckets); deletion shifts the
+   * following entries back (no tombstones). Kept at most 3/4 full; doubled (rehash) beyond.
+   */
+  private slots: Int32Array;
+  private smask: number;
+  private sshift: number;
+  private nNodes = 0;
+  /** nf_conntrack_buckets, for early_drop. */
+  readonly kernelBuckets: number;
   readonly hashSeed: number;
   private cap: number;
   private readonly maxCap: number;
@@ -384,10 +408,14 @@ export class Conntrack implements ConntrackView {
     T[TCP_CONNTRACK_UNACK] = t.tcpUnacknowledged;
     this.gcStep = cfg.gcStep ?? 2;
     this.hashSeed = (cfg.hashSeed ?? 0x2545f491) >>> 0;
-    const buckets = nextPow2(Math.min(Math.max(cfg.buckets ?? (max > 0 ? max : 65536), 1), 1 << 24));
-    this.mask = buckets - 1;
-    this.heads = new Int32Array(buckets).fill(-1);
-    this.bysrcHead = new Int32Array(buckets).fill(-1);
+    this.kernelBuckets = Math.max(1, Math.floor(cfg.buckets ?? (max > 0 ? max : 262144)));
+    const sz = nextPow2(Math.max(16, cfg.initialSlots ?? 1024));
+    this.slots = new Int32Array(2 * sz).fill(-1);
+    this.smask = sz - 1;
+    this.sshift = 32 - Math.log2(sz);
+    const nb = nextPow2(Math.min(Math.max(max >>> 2, 1024), 1 << 20));
+    this.bysrcMask = nb - 1;
+    this.bysrcHead = new Int32Array(nb).fill(-1);
     this.maxCap = max > 0 ? max + LIMBO_SIZE : 0x7fffffff;
     const cap = Math.min(this.maxCap, 1024);
     this.cap = cap;
@@ -406,28 +434,14 @@ export class Conntrack implements ConntrackView {
     this.replSrcI = new Int32Array(this.replSrc.buffer);
     this.replDstI = new Int32Array(this.replDst.buffer);
     this.expires = new Float64Array(cap);
-    this.tcpState = new Uint8Array(cap);
-    this.tdEnd = new Int32Array(2 * cap);
-    this.tdMaxEnd = new Int32Array(2 * cap);
-    this.tdMaxWin = new Uint32Array(2 * cap);
-    this.tdMaxAck = new Int32Array(2 * cap);
-    this.tdScale = new Uint8Array(2 * cap);
-    this.tdFlags = new Uint8Array(2 * cap);
-    this.lastDir = new Uint8Array(cap);
-    this.lastIndex = new Uint8Array(cap);
-    this.lastWscale = new Uint8Array(cap);
-    this.lastFlags = new Uint8Array(cap);
-    this.retrans = new Uint8Array(cap);
-    this.lastSeq = new Int32Array(cap);
-    this.lastAck = new Int32Array(cap);
-    this.lastEnd = new Int32Array(cap);
-    this.lastWin = new Uint16Array(cap);
+    this.tcpI = new Int32Array(16 * cap);
+    this.tcpB = new Uint8Array(this.tcpI.buffer);
     this.aux = new Float64Array(cap);
     this.masqOif = new Int32Array(cap).fill(-1);
     this.bysrcNext = new Int32Array(cap).fill(-1);
     this.flags = new Uint8Array(cap);
     this.hashv = new Int32Array(2 * cap);
-    this.next = new Int32Array(2 * cap).fill(-1);
+    this.freeNext = new Int32Array(cap).fill(-1);
     this.limboSeq = new Float64Array(cap).fill(-1);
   }
 
@@ -436,9 +450,9 @@ export class Conntrack implements ConntrackView {
     return this.nUsed - this.nDying;
   }
 
-  /** Number of hash buckets. */
+  /** Slots of the open-addressing table (grows with the entries). */
   get buckets(): number {
-    return this.mask + 1;
+    return this.smask + 1;
   }
 
   // ---- nf_conntrack_in ------------------------------------------------------------------------
@@ -535,7 +549,6 @@ export class Conntrack implements ConntrackView {
         this.replDport[id] = rd;
         this.expires[id] = now;
         this.masqOif[id] = -1;
-        this.tcpState[id] = TCP_CONNTRACK_NONE;
         dir = 0;
         state = CT_NEW;
         fresh = true;
@@ -744,36 +757,40 @@ export class Conntrack implements ConntrackView {
     const ackSeq = v.tcpAck | 0;
     const win = v.tcpWindow;
     const end = segmentSeqPlusLen(seq, v.l4Len, doff, flags);
-    const s0 = 2 * id;
+    const TI = this.tcpI;
+    const TB = this.tcpB;
+    const b = id << 4; // int32 index of the record
+    const bb = id << 6; // byte index of the record
+    const rdir = 1 - dir;
     if (fresh) {
       // tcp_new
       const ns = tcpNextState(0, index, TCP_CONNTRACK_NONE);
       if (ns >= TCP_CONNTRACK_MAX) return PKT_INVALID; // "invalid new"
       this.tcpReset(id);
       if (ns === TCP_CONNTRACK_SYN_SENT) {
-        this.tdEnd[s0] = end;
-        this.tdMaxWin[s0] = win === 0 ? 1 : win;
-        this.tdMaxEnd[s0] = end;
-        this.loadOptions(buf, l4, doff, s0);
+        TI[b + I_TD_END] = end;
+        TI[b + I_TD_MAXWIN] = win === 0 ? 1 : win;
+        TI[b + I_TD_MAXEND] = end;
+        this.loadOptions(buf, l4, doff, id, 0);
       } else if (!this.tcpLoose) {
         return PKT_INVALID; // don't try to pick up connections
       } else {
         // Mid-stream pickup: its history is lost for us.
-        this.tdEnd[s0] = end;
         const mw = win === 0 ? 1 : win;
-        this.tdMaxWin[s0] = mw;
-        this.tdMaxEnd[s0] = end + mw;
+        TI[b + I_TD_END] = end;
+        TI[b + I_TD_MAXWIN] = mw;
+        TI[b + I_TD_MAXEND] = end + mw;
         // "We assume SACK and liberal window checking to handle window scaling"
-        this.tdFlags[s0] = IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL;
-        this.tdFlags[s0 + 1] = IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL;
+        TB[bb + B_TD_FLAGS] = IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL;
+        TB[bb + B_TD_FLAGS + 1] = IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL;
       }
-      this.lastIndex[id] = TCP_NONE_SET;
+      TB[bb + B_LAST_INDEX] = TCP_NONE_SET;
     }
 
-    let oldState = this.tcpState[id]!;
+    let oldState = TB[bb + B_STATE]!;
     let newState = tcpNextState(dir, index, oldState);
-    const sd = s0 + dir; // sender slot
-    const sr = s0 + 1 - dir; // receiver slot
+    const sf = bb + B_TD_FLAGS + dir; // sender's flags
+    const rf = bb + B_TD_FLAGS + rdir; // receiver's flags
     let ignored = false;
     let skipWindow = false;
     switch (newState) {
@@ -781,7 +798,7 @@ export class Conntrack implements ConntrackView {
         if (oldState < TCP_CONNTRACK_TIME_WAIT) break;
         // RFC 1122 reopen from TIME_WAIT / CLOSE: an aborted or closed connection is deleted and
         // looked up again.
-        if ((this.tdFlags[sd]! | this.tdFlags[sr]!) & IP_CT_TCP_FLAG_CLOSE_INIT || (this.lastDir[id] === dir && this.lastIndex[id] === TCP_RST_SET)) {
+        if ((TB[sf]! | TB[rf]!) & IP_CT_TCP_FLAG_CLOSE_INIT || (TB[bb + B_LAST_DIR] === dir && TB[bb + B_LAST_INDEX] === TCP_RST_SET)) {
           this.killEntry(id);
           return PKT_REPEAT;
         }
@@ -797,19 +814,19 @@ export class Conntrack implements ConntrackView {
         if (
           oldState === TCP_CONNTRACK_LAST_ACK &&
           index === TCP_ACK_SET &&
-          this.lastDir[id] !== dir &&
-          this.lastIndex[id] === TCP_SYN_SET &&
-          this.lastFlags[id]! & IP_CT_EXP_CHALLENGE_ACK
+          TB[bb + B_LAST_DIR] !== dir &&
+          TB[bb + B_LAST_INDEX] === TCP_SYN_SET &&
+          TB[bb + B_LAST_FLAGS]! & IP_CT_EXP_CHALLENGE_ACK
         ) {
-          this.lastFlags[id]! &= ~IP_CT_EXP_CHALLENGE_ACK;
+          TB[bb + B_LAST_FLAGS]! &= ~IP_CT_EXP_CHALLENGE_ACK;
           return PKT_ACCEPT; // "challenge-ack ignored": don't change state
         }
         break;
       case TCP_CONNTRACK_SYN_SENT2:
-        this.lastFlags[id]! |= IP_CT_TCP_SIMULTANEOUS_OPEN;
+        TB[bb + B_LAST_FLAGS]! |= IP_CT_TCP_SIMULTANEOUS_OPEN;
         break;
       case TCP_CONNTRACK_SYN_RECV:
-        if (dir === 1 && index === TCP_ACK_SET && this.lastFlags[id]! & IP_CT_TCP_SIMULTANEOUS_OPEN) newState = TCP_CONNTRACK_ESTABLISHED;
+        if (dir === 1 && index === TCP_ACK_SET && TB[bb + B_LAST_FLAGS]! & IP_CT_TCP_SIMULTANEOUS_OPEN) newState = TCP_CONNTRACK_ESTABLISHED;
         break;
       case TCP_CONNTRACK_CLOSE: {
         if (index !== TCP_RST_SET) break;
@@ -820,79 +837,80 @@ export class Conntrack implements ConntrackView {
         }
         const st = this.status[id]!;
         const established = oldState === TCP_CONNTRACK_ESTABLISHED && (st & IPS_ASSURED) !== 0; // nf_conntrack_tcp_established
+        const lastIndex = TB[bb + B_LAST_INDEX]!;
         // td_maxack might be outdated if we let a SYN through earlier.
-        if (this.tdFlags[sr]! & IP_CT_TCP_FLAG_MAXACK_SET && this.lastIndex[id] !== TCP_SYN_SET) {
+        if (TB[rf]! & IP_CT_TCP_FLAG_MAXACK_SET && lastIndex !== TCP_SYN_SET) {
+          const maxAck = TI[b + I_TD_MAXACK + rdir]!;
           if (seq === 0 && !established) break;
-          if (seqBefore(seq, this.tdMaxAck[sr]!) && !this.tcpIgnoreInvalidRst) return PKT_INVALID; // "invalid rst"
-          if (!established || seq === this.tdMaxAck[sr]) break;
+          if (seqBefore(seq, maxAck) && !this.tcpIgnoreInvalidRst) return PKT_INVALID; // "invalid rst"
+          if (!established || seq === maxAck) break;
           // Part of a train (data, then RST at its end)?
-          if (this.lastIndex[id] === TCP_ACK_SET && this.lastDir[id] === dir && seq === this.lastEnd[id]) break;
+          if (lastIndex === TCP_ACK_SET && TB[bb + B_LAST_DIR] === dir && seq === TI[b + I_LAST_END]) break;
           // RST sequence number doesn't match exactly: keep the state for a challenge ACK.
           newState = oldState;
         }
-        if (
-          (((st & IPS_SEEN_REPLY) !== 0 && this.lastIndex[id] === TCP_SYN_SET) || ((st & IPS_ASSURED) === 0 && this.lastIndex[id] === TCP_ACK_SET)) &&
-          ackSeq === this.lastEnd[id]
-        ) {
+        if ((((st & IPS_SEEN_REPLY) !== 0 && lastIndex === TCP_SYN_SET) || ((st & IPS_ASSURED) === 0 && lastIndex === TCP_ACK_SET)) && ackSeq === TI[b + I_LAST_END]) {
           skipWindow = true; // RST sent to an invalid SYN or ACK we had let through: delete our entry
           break;
         }
         // Reset in response to a challenge ACK we let through earlier.
-        if (oldState === TCP_CONNTRACK_SYN_SENT && this.lastIndex[id] === TCP_ACK_SET && this.lastDir[id] === 1 && seq === this.lastAck[id]) skipWindow = true;
+        if (oldState === TCP_CONNTRACK_SYN_SENT && lastIndex === TCP_ACK_SET && TB[bb + B_LAST_DIR] === 1 && seq === TI[b + I_LAST_ACK]) skipWindow = true;
         break;
       }
     }
 
     if (ignored) {
-      if (index === TCP_SYNACK_SET && this.lastIndex[id] === TCP_SYN_SET && this.lastDir[id] !== dir && ackSeq === this.lastEnd[id]) {
+      const ld = TB[bb + B_LAST_DIR]!;
+      if (index === TCP_SYNACK_SET && TB[bb + B_LAST_INDEX] === TCP_SYN_SET && ld !== dir && ackSeq === TI[b + I_LAST_END]) {
         // b) This SYN/ACK acknowledges a SYN we ignored: client and server are in sync, we are
         // not; get in sync from the annotated values.
         oldState = TCP_CONNTRACK_SYN_SENT;
         newState = TCP_CONNTRACK_SYN_RECV;
-        const ls = s0 + this.lastDir[id]!;
-        this.tdEnd[ls] = this.lastEnd[id]!;
-        this.tdMaxEnd[ls] = this.lastEnd[id]!;
-        this.tdMaxWin[ls] = this.lastWin[id] === 0 ? 1 : this.lastWin[id]!;
-        this.tdScale[ls] = this.lastWscale[id]!;
-        this.lastFlags[id]! &= ~IP_CT_EXP_CHALLENGE_ACK;
-        this.tdFlags[ls] = this.lastFlags[id]!;
+        const lastEnd = TI[b + I_LAST_END]!;
+        const lastWin = TI[b + I_LAST_WIN]!;
+        TI[b + I_TD_END + ld] = lastEnd;
+        TI[b + I_TD_MAXEND + ld] = lastEnd;
+        TI[b + I_TD_MAXWIN + ld] = lastWin === 0 ? 1 : lastWin;
+        TB[bb + B_TD_SCALE + ld] = TB[bb + B_LAST_WSCALE]!;
+        TB[bb + B_LAST_FLAGS]! &= ~IP_CT_EXP_CHALLENGE_ACK;
+        TB[bb + B_TD_FLAGS + ld] = TB[bb + B_LAST_FLAGS]!;
         // nf_ct_tcp_state_reset(&seen[dir])
-        this.tdEnd[sd] = 0;
-        this.tdMaxEnd[sd] = 0;
-        this.tdMaxWin[sd] = 0;
-        this.tdMaxAck[sd] = 0;
-        this.tdScale[sd] = 0;
-        this.tdFlags[sd]! &= IP_CT_TCP_FLAG_BE_LIBERAL;
+        TI[b + I_TD_END + dir] = 0;
+        TI[b + I_TD_MAXEND + dir] = 0;
+        TI[b + I_TD_MAXWIN + dir] = 0;
+        TI[b + I_TD_MAXACK + dir] = 0;
+        TB[bb + B_TD_SCALE + dir] = 0;
+        TB[sf]! &= IP_CT_TCP_FLAG_BE_LIBERAL;
       } else {
-        this.lastIndex[id] = index;
-        this.lastDir[id] = dir;
-        this.lastSeq[id] = seq;
-        this.lastEnd[id] = end;
-        this.lastWin[id] = win;
+        TB[bb + B_LAST_INDEX] = index;
+        TB[bb + B_LAST_DIR] = dir;
+        TI[b + I_LAST_SEQ] = seq;
+        TI[b + I_LAST_END] = end;
+        TI[b + I_LAST_WIN] = win;
         if (index === TCP_SYN_SET && dir === 0) {
           // a) a SYN in ORIGINAL: annotate its options, let it through.
-          this.lastFlags[id] = 0;
-          this.lastWscale[id] = 0;
+          TB[bb + B_LAST_FLAGS] = 0;
+          TB[bb + B_LAST_WSCALE] = 0;
           const o = this.opts;
           o.scale = 0;
           o.flags = 0;
           tcpOptions(buf, l4, doff, o);
           if (o.flags & IP_CT_TCP_FLAG_WINDOW_SCALE) {
-            this.lastFlags[id]! |= IP_CT_TCP_FLAG_WINDOW_SCALE;
-            this.lastWscale[id] = o.scale;
+            TB[bb + B_LAST_FLAGS]! |= IP_CT_TCP_FLAG_WINDOW_SCALE;
+            TB[bb + B_LAST_WSCALE] = o.scale;
           }
-          if (o.flags & IP_CT_TCP_FLAG_SACK_PERM) this.lastFlags[id]! |= IP_CT_TCP_FLAG_SACK_PERM;
-          if (oldState === TCP_CONNTRACK_LAST_ACK) this.lastFlags[id]! |= IP_CT_EXP_CHALLENGE_ACK;
+          if (o.flags & IP_CT_TCP_FLAG_SACK_PERM) TB[bb + B_LAST_FLAGS]! |= IP_CT_TCP_FLAG_SACK_PERM;
+          if (oldState === TCP_CONNTRACK_LAST_ACK) TB[bb + B_LAST_FLAGS]! |= IP_CT_EXP_CHALLENGE_ACK;
         }
         // possible challenge ack reply to syn
-        if (oldState === TCP_CONNTRACK_SYN_SENT && index === TCP_ACK_SET && dir === 1) this.lastAck[id] = ackSeq;
+        if (oldState === TCP_CONNTRACK_SYN_SENT && index === TCP_ACK_SET && dir === 1) TI[b + I_LAST_ACK] = ackSeq;
         return PKT_ACCEPT; // "packet ignored": tracked, state unchanged
       }
     }
 
     if (!skipWindow) {
       // tcp_in_window reads ct->proto.tcp.state, the stored state (not the resync's old_state).
-      const res = this.tcpInWindow(skb, id, dir, index, seq, ackSeq, win, end, this.tcpState[id]!);
+      const res = this.tcpInWindow(skb, id, dir, index, seq, ackSeq, win, end, TB[bb + B_STATE]!);
       if (res === TCPW_IGNORE) return PKT_ACCEPT;
       if (res === TCPW_INVALID) {
         this.tcpHandleInvalid(id, dir, index, now);
@@ -901,17 +919,17 @@ export class Conntrack implements ConntrackView {
     }
 
     // in_window: from now on we have got in-window packets.
-    this.lastIndex[id] = index;
-    this.lastDir[id] = dir;
-    this.tcpState[id] = newState;
-    if (oldState !== newState && newState === TCP_CONNTRACK_FIN_WAIT) this.tdFlags[sd]! |= IP_CT_TCP_FLAG_CLOSE_INIT;
+    TB[bb + B_LAST_INDEX] = index;
+    TB[bb + B_LAST_DIR] = dir;
+    TB[bb + B_STATE] = newState;
+    if (oldState !== newState && newState === TCP_CONNTRACK_FIN_WAIT) TB[sf]! |= IP_CT_TCP_FLAG_CLOSE_INIT;
 
     const T = this.tcpT;
     let timeout: number;
-    if (this.retrans[id]! >= this.tcpMaxRetrans && T[newState]! > T[TCP_CONNTRACK_RETRANS]!) timeout = T[TCP_CONNTRACK_RETRANS]!;
+    if (TB[bb + B_RETRANS]! >= this.tcpMaxRetrans && T[newState]! > T[TCP_CONNTRACK_RETRANS]!) timeout = T[TCP_CONNTRACK_RETRANS]!;
     else if (index === TCP_RST_SET) timeout = T[TCP_CONNTRACK_CLOSE]!;
-    else if ((this.tdFlags[s0]! | this.tdFlags[s0 + 1]!) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED && T[newState]! > T[TCP_CONNTRACK_UNACK]!) timeout = T[TCP_CONNTRACK_UNACK]!;
-    else if (this.lastWin[id] === 0 && T[newState]! > T[TCP_CONNTRACK_RETRANS]!) timeout = T[TCP_CONNTRACK_RETRANS]!;
+    else if ((TB[bb + B_TD_FLAGS]! | TB[bb + B_TD_FLAGS + 1]!) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED && T[newState]! > T[TCP_CONNTRACK_UNACK]!) timeout = T[TCP_CONNTRACK_UNACK]!;
+    else if (TI[b + I_LAST_WIN] === 0 && T[newState]! > T[TCP_CONNTRACK_RETRANS]!) timeout = T[TCP_CONNTRACK_RETRANS]!;
     else timeout = T[newState]!;
 
     const st = this.status[id]!;
@@ -937,135 +955,153 @@ export class Conntrack implements ConntrackView {
   private tcpInWindow(skb: Skb, id: number, dir: number, index: number, seqIn: number, ackSeq: number, winRaw: number, endIn: number, state: number): number {
     const v = skb.v;
     const flags = v.tcpFlags;
-    const s = 2 * id + dir;
-    const r = 2 * id + 1 - dir;
-    const tdEnd = this.tdEnd;
-    const tdMaxEnd = this.tdMaxEnd;
-    const tdMaxWin = this.tdMaxWin;
+    const TI = this.tcpI;
+    const TB = this.tcpB;
+    const b = id << 4;
+    const bb = id << 6;
+    const rdir = 1 - dir;
+    // Sender's and receiver's fields.
+    const sEnd = b + I_TD_END + dir;
+    const rEnd = b + I_TD_END + rdir;
+    const sMaxEnd = b + I_TD_MAXEND + dir;
+    const rMaxEnd = b + I_TD_MAXEND + rdir;
+    const sMaxWin = b + I_TD_MAXWIN + dir;
+    const rMaxWin = b + I_TD_MAXWIN + rdir;
+    const sMaxAck = b + I_TD_MAXACK + dir;
+    const sf = bb + B_TD_FLAGS + dir;
+    const rf = bb + B_TD_FLAGS + rdir;
     let seq = seqIn;
     let end = endIn;
     let ack = ackSeq;
     let sack = ackSeq;
     let win = winRaw;
-    if (this.tdFlags[r]! & IP_CT_TCP_FLAG_SACK_PERM) sack = tcpSack(skb.buf, skb.dv, v.l4Off, v.tcpDataOff, sack);
+    if (TB[rf]! & IP_CT_TCP_FLAG_SACK_PERM) sack = tcpSack(skb.buf, skb.dv, v.l4Off, v.tcpDataOff, sack);
 
-    if (tdMaxWin[s] === 0) {
+    if (TI[sMaxWin] === 0) {
       if (flags & TH_SYN) {
         // SYN-ACK in reply to a SYN, or SYN from the reply direction in simultaneous open.
-        this.tcpInitSender(skb, s, r, end, win, dir);
+        this.tcpInitSender(skb, id, dir, end, win);
         if (!(flags & TH_ACK)) return TCPW_ACCEPT; // simultaneous open
       } else {
         // In the middle of a connection: use the data from the packet.
-        tdEnd[s] = end;
-        const swin = (win << this.tdScale[s]!) >>> 0;
-        tdMaxWin[s] = swin === 0 ? 1 : swin;
-        tdMaxEnd[s] = end + tdMaxWin[s]!;
-        if (tdMaxWin[r] === 0) {
-          tdEnd[r] = sack;
-          tdMaxEnd[r] = sack;
-        } else if (sack === ((tdEnd[r]! + 1) | 0)) {
-          tdEnd[r] = tdEnd[r]! + 1; // likely a reply to a keepalive
+        TI[sEnd] = end;
+        const swin = (win << TB[bb + B_TD_SCALE + dir]!) >>> 0;
+        TI[sMaxWin] = swin === 0 ? 1 : swin;
+        TI[sMaxEnd] = end + (TI[sMaxWin]! >>> 0);
+        if (TI[rMaxWin] === 0) {
+          TI[rEnd] = sack;
+          TI[rMaxEnd] = sack;
+        } else if (sack === ((TI[rEnd]! + 1) | 0)) {
+          TI[rEnd] = TI[rEnd]! + 1; // likely a reply to a keepalive
         }
       }
-    } else if (flags & TH_SYN && seqAfter(end, tdEnd[s]!) && (state === TCP_CONNTRACK_SYN_SENT || state === TCP_CONNTRACK_SYN_RECV)) {
+    } else if (flags & TH_SYN && seqAfter(end, TI[sEnd]!) && (state === TCP_CONNTRACK_SYN_SENT || state === TCP_CONNTRACK_SYN_RECV)) {
       // RFC 793: re-initialised TCP with higher sequence numbers.
-      this.tcpInitSender(skb, s, r, end, win, dir);
+      this.tcpInitSender(skb, id, dir, end, win);
       if (dir === 1 && !(flags & TH_ACK)) return TCPW_ACCEPT;
     }
 
     if (!(flags & TH_ACK)) {
-      ack = sack = tdEnd[r]!; // no ACK: pretend it was set and OK
+      ack = sack = TI[rEnd]!; // no ACK: pretend it was set and OK
     } else if ((flags & (TH_ACK | TH_RST)) === (TH_ACK | TH_RST) && ack === 0) {
-      ack = sack = tdEnd[r]!; // broken stacks: RST with ACK and a zero ack value
+      ack = sack = TI[rEnd]!; // broken stacks: RST with ACK and a zero ack value
     }
     if (flags & TH_RST && seq === 0 && state === TCP_CONNTRACK_SYN_SENT) {
-      seq = end = tdEnd[s]!; // RST answering SYN
+      seq = end = TI[sEnd]!; // RST answering SYN
     }
 
-    const maxAckWin = tdMaxWin[s]! > 66000 ? tdMaxWin[s]! : 66000; // MAXACKWINDOW(sender)
-    const seqOk = seqBefore(seq, tdMaxEnd[s]! + 1);
+    const sWin = TI[sMaxWin]! >>> 0;
+    const rWin = TI[rMaxWin]! >>> 0;
+    const maxAckWin = sWin > 66000 ? sWin : 66000; // MAXACKWINDOW(sender)
+    const seqOk = seqBefore(seq, TI[sMaxEnd]! + 1);
     if (!seqOk) {
-      const overshot = (end - tdMaxEnd[s]! + 1) >>> 0;
-      const ackOk = seqAfter(sack, tdEnd[r]! - maxAckWin - 1);
-      const inRecvWin = tdMaxWin[r] !== 0 && seqAfter(end, tdEnd[s]! - tdMaxWin[r]! - 1);
-      if (inRecvWin && ackOk && overshot <= tdMaxWin[r]! && seqBefore(sack, tdEnd[r]! + 1)) {
+      const overshot = (end - TI[sMaxEnd]! + 1) >>> 0;
+      const ackOk = seqAfter(sack, TI[rEnd]! - maxAckWin - 1);
+      const inRecvWin = rWin !== 0 && seqAfter(end, TI[sEnd]! - rWin - 1);
+      if (inRecvWin && ackOk && overshot <= rWin && seqBefore(sack, TI[rEnd]! + 1)) {
         // Work around TCPs that send more bytes than allowed by the receive window.
-        tdEnd[s] = end;
-        this.tdFlags[s]! |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
-        return this.tcpLogInvalid(s, TCPW_IGNORE);
+        TI[sEnd] = end;
+        TB[sf]! |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
+        return this.tcpLogInvalid(sf, TCPW_IGNORE);
       }
-      return this.tcpLogInvalid(s, TCPW_INVALID); // SEQ is over the upper bound
+      return this.tcpLogInvalid(sf, TCPW_INVALID); // SEQ is over the upper bound
     }
-    if (!seqBefore(sack, tdEnd[r]! + 1)) return this.tcpLogInvalid(s, TCPW_INVALID); // ACK over upper bound
-    const inRecvWin = tdMaxWin[r] === 0 || seqAfter(end, tdEnd[s]! - tdMaxWin[r]! - 1);
-    if (!inRecvWin) return this.tcpLogInvalid(s, TCPW_IGNORE); // SEQ under lower bound
-    if (!seqAfter(sack, tdEnd[r]! - maxAckWin - 1)) return this.tcpLogInvalid(s, TCPW_IGNORE); // ACK under lower bound
+    if (!seqBefore(sack, TI[rEnd]! + 1)) return this.tcpLogInvalid(sf, TCPW_INVALID); // ACK over upper bound
+    const inRecvWin = rWin === 0 || seqAfter(end, TI[sEnd]! - rWin - 1);
+    if (!inRecvWin) return this.tcpLogInvalid(sf, TCPW_IGNORE); // SEQ under lower bound
+    if (!seqAfter(sack, TI[rEnd]! - maxAckWin - 1)) return this.tcpLogInvalid(sf, TCPW_IGNORE); // ACK under lower bound
 
-    if (!(flags & TH_SYN)) win = (win << this.tdScale[s]!) >>> 0;
+    if (!(flags & TH_SYN)) win = (win << TB[bb + B_TD_SCALE + dir]!) >>> 0;
     // Update sender data.
     const swin = (win + (sack - ack)) >>> 0;
-    if (tdMaxWin[s]! < swin) tdMaxWin[s] = swin;
-    if (seqAfter(end, tdEnd[s]!)) {
-      tdEnd[s] = end;
-      this.tdFlags[s]! |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
+    if (sWin < swin) TI[sMaxWin] = swin;
+    if (seqAfter(end, TI[sEnd]!)) {
+      TI[sEnd] = end;
+      TB[sf]! |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
     }
     if (flags & TH_ACK) {
-      if (!(this.tdFlags[s]! & IP_CT_TCP_FLAG_MAXACK_SET)) {
-        this.tdMaxAck[s] = ack;
-        this.tdFlags[s]! |= IP_CT_TCP_FLAG_MAXACK_SET;
-      } else if (seqAfter(ack, this.tdMaxAck[s]!)) {
-        this.tdMaxAck[s] = ack;
+      if (!(TB[sf]! & IP_CT_TCP_FLAG_MAXACK_SET)) {
+        TI[sMaxAck] = ack;
+        TB[sf]! |= IP_CT_TCP_FLAG_MAXACK_SET;
+      } else if (seqAfter(ack, TI[sMaxAck]!)) {
+        TI[sMaxAck] = ack;
       }
     }
     // Update receiver data.
-    if (tdMaxWin[r] !== 0 && seqAfter(end, tdMaxEnd[s]!)) tdMaxWin[r] = tdMaxWin[r]! + ((end - tdMaxEnd[s]!) | 0);
-    if (seqAfter(sack + win, tdMaxEnd[r]! - 1)) {
-      tdMaxEnd[r] = sack + win;
-      if (win === 0) tdMaxEnd[r] = tdMaxEnd[r]! + 1;
+    if (rWin !== 0 && seqAfter(end, TI[sMaxEnd]!)) TI[rMaxWin] = rWin + ((end - TI[sMaxEnd]!) | 0);
+    if (seqAfter(sack + win, TI[rMaxEnd]! - 1)) {
+      TI[rMaxEnd] = sack + win;
+      if (win === 0) TI[rMaxEnd] = TI[rMaxEnd]! + 1;
     }
-    if (ack === tdEnd[r]) this.tdFlags[r]! &= ~IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
+    if (ack === TI[rEnd]) TB[rf]! &= ~IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED;
     // Check retransmissions.
     if (index === TCP_ACK_SET) {
-      if (this.lastDir[id] === dir && this.lastSeq[id] === seq && this.lastAck[id] === ack && this.lastEnd[id] === end && this.lastWin[id] === winRaw) {
-        if (this.retrans[id]! < 255) this.retrans[id] = this.retrans[id]! + 1;
+      if (TB[bb + B_LAST_DIR] === dir && TI[b + I_LAST_SEQ] === seq && TI[b + I_LAST_ACK] === ack && TI[b + I_LAST_END] === end && TI[b + I_LAST_WIN] === winRaw) {
+        if (TB[bb + B_RETRANS]! < 255) TB[bb + B_RETRANS] = TB[bb + B_RETRANS]! + 1;
       } else {
-        this.lastDir[id] = dir;
-        this.lastSeq[id] = seq;
-        this.lastAck[id] = ack;
-        this.lastEnd[id] = end;
-        this.lastWin[id] = winRaw;
-        this.retrans[id] = 0;
+        TB[bb + B_LAST_DIR] = dir;
+        TI[b + I_LAST_SEQ] = seq;
+        TI[b + I_LAST_ACK] = ack;
+        TI[b + I_LAST_END] = end;
+        TI[b + I_LAST_WIN] = winRaw;
+        TB[bb + B_RETRANS] = 0;
       }
     }
     return TCPW_ACCEPT;
   }
 
   /** tcp_init_sender. */
-  private tcpInitSender(skb: Skb, s: number, r: number, end: number, win: number, dir: number): void {
-    this.tdEnd[s] = end;
-    this.tdMaxEnd[s] = end;
-    this.tdMaxWin[s] = win === 0 ? 1 : win;
-    this.loadOptions(skb.buf, skb.v.l4Off, skb.v.tcpDataOff, s);
+  private tcpInitSender(skb: Skb, id: number, dir: number, end: number, win: number): void {
+    const TI = this.tcpI;
+    const TB = this.tcpB;
+    const b = id << 4;
+    const bb = id << 6;
+    TI[b + I_TD_END + dir] = end;
+    TI[b + I_TD_MAXEND + dir] = end;
+    TI[b + I_TD_MAXWIN + dir] = win === 0 ? 1 : win;
+    this.loadOptions(skb.buf, skb.v.l4Off, skb.v.tcpDataOff, id, dir);
     // RFC 1323: both sides must send the Window Scale option to enable scaling either way.
-    if (dir === 1 && !(this.tdFlags[s]! & IP_CT_TCP_FLAG_WINDOW_SCALE && this.tdFlags[r]! & IP_CT_TCP_FLAG_WINDOW_SCALE)) {
-      this.tdScale[s] = 0;
-      this.tdScale[r] = 0;
+    if (dir === 1 && !(TB[bb + B_TD_FLAGS + 1]! & IP_CT_TCP_FLAG_WINDOW_SCALE && TB[bb + B_TD_FLAGS]! & IP_CT_TCP_FLAG_WINDOW_SCALE)) {
+      TB[bb + B_TD_SCALE] = 0;
+      TB[bb + B_TD_SCALE + 1] = 0;
     }
   }
 
-  /** tcp_options into the per-direction slot s. */
-  private loadOptions(buf: Uint8Array, l4: number, doff: number, s: number): void {
+  /** tcp_options into direction `dir` of entry `id`. */
+  private loadOptions(buf: Uint8Array, l4: number, doff: number, id: number, dir: number): void {
+    const TB = this.tcpB;
+    const bb = id << 6;
     const o = this.opts;
-    o.scale = this.tdScale[s]!;
-    o.flags = this.tdFlags[s]!;
+    o.scale = TB[bb + B_TD_SCALE + dir]!;
+    o.flags = TB[bb + B_TD_FLAGS + dir]!;
     tcpOptions(buf, l4, doff, o);
-    this.tdScale[s] = o.scale;
-    this.tdFlags[s] = o.flags;
+    TB[bb + B_TD_SCALE + dir] = o.scale;
+    TB[bb + B_TD_FLAGS + dir] = o.flags;
   }
 
   /** nf_tcp_log_invalid: liberal senders (loose pickup) or tcp_be_liberal accept anyway. */
-  private tcpLogInvalid(s: number, ret: number): number {
-    if (this.tdFlags[s]! & IP_CT_TCP_FLAG_BE_LIBERAL || this.tcpBeLiberal) return TCPW_ACCEPT;
+  private tcpLogInvalid(senderFlags: number, ret: number): number {
+    if (this.tcpB[senderFlags]! & IP_CT_TCP_FLAG_BE_LIBERAL || this.tcpBeLiberal) return TCPW_ACCEPT;
     return ret;
   }
 
@@ -1073,38 +1109,37 @@ export class Conntrack implements ConntrackView {
   private tcpHandleInvalid(id: number, dir: number, index: number, now: number): void {
     if (!(this.status[id]! & IPS_ASSURED)) return;
     if (index !== TCP_RST_SET && index !== TCP_FIN_SET) return;
-    const li = this.lastIndex[id];
-    if (this.lastDir[id] !== dir && (li === TCP_FIN_SET || li === TCP_RST_SET)) {
+    const TB = this.tcpB;
+    const bb = id << 6;
+    const li = TB[bb + B_LAST_INDEX];
+    if (TB[bb + B_LAST_DIR] !== dir && (li === TCP_FIN_SET || li === TCP_RST_SET)) {
       const left = this.expires[id]! - now;
       if (left < 120) return;
       const t = this.tcpT[TCP_CONNTRACK_UNACK]!;
       if (left > t) this.expires[id] = now + t;
     } else {
-      this.lastIndex[id] = index;
-      this.lastDir[id] = dir;
+      TB[bb + B_LAST_INDEX] = index;
+      TB[bb + B_LAST_DIR] = dir;
     }
   }
 
   private tcpReset(id: number): void {
-    const s = 2 * id;
-    this.tcpState[id] = TCP_CONNTRACK_NONE;
-    for (let k = s; k < s + 2; k++) {
-      this.tdEnd[k] = 0;
-      this.tdMaxEnd[k] = 0;
-      this.tdMaxWin[k] = 0;
-      this.tdMaxAck[k] = 0;
-      this.tdScale[k] = 0;
-      this.tdFlags[k] = 0;
-    }
-    this.lastDir[id] = 0;
-    this.lastIndex[id] = 0;
-    this.lastWscale[id] = 0;
-    this.lastFlags[id] = 0;
-    this.retrans[id] = 0;
-    this.lastSeq[id] = 0;
-    this.lastAck[id] = 0;
-    this.lastEnd[id] = 0;
-    this.lastWin[id] = 0;
+    this.tcpI.fill(0, id << 4, (id + 1) << 4);
+  }
+
+  /** TCP state (TCP_CONNTRACK_*) of an entry. */
+  tcpStateOf(id: number): number {
+    return this.tcpB[(id << 6) + B_STATE]!;
+  }
+
+  /** td_end of one direction (int32, mod 2^32). */
+  tdEndOf(id: number, dir: number): number {
+    return this.tcpI[(id << 4) + I_TD_END + dir]!;
+  }
+
+  /** Window scale of one direction (td_scale). */
+  tdScaleOf(id: number, dir: number): number {
+    return this.tcpB[(id << 6) + B_TD_SCALE + dir]!;
   }
 
   // ---- hash table ---------------------------------------------------------------------------------
@@ -1120,11 +1155,13 @@ export class Conntrack implements ConntrackView {
    * `h` is hash() of the tuple; addresses as int32 (`ip | 0`).
    */
   findNode(h: number, src: number, dst: number, sport: number, dport: number, proto: number, now: number): number {
-    const hashv = this.hashv;
-    const next = this.next;
-    let n = this.heads[h & this.mask]!;
-    while (n >= 0) {
-      if (hashv[n] === h) {
+    const slots = this.slots;
+    const mask = this.smask;
+    let i = h >>> this.sshift;
+    for (;;) {
+      const n = slots[2 * i + 1]!;
+      if (n < 0) return -1;
+      if (slots[2 * i] === h) {
         const id = n >>> 1;
         if (
           this.proto[id] === proto &&
@@ -1139,9 +1176,8 @@ export class Conntrack implements ConntrackView {
           return n;
         }
       }
-      n = next[n]!;
+      i = (i + 1) & mask;
     }
-    return -1;
   }
 
   /**
@@ -1170,43 +1206,60 @@ export class Conntrack implements ConntrackView {
   }
 
   private insert(id: number, h0: number, h1: number): void {
-    const mask = this.mask;
-    const n0 = 2 * id;
-    const n1 = n0 + 1;
-    this.hashv[n0] = h0;
-    this.hashv[n1] = h1;
-    // hlist_nulls_add_head_rcu: original first, then reply.
-    let b = h0 & mask;
-    this.next[n0] = this.heads[b]!;
-    this.heads[b] = n0;
-    b = h1 & mask;
-    this.next[n1] = this.heads[b]!;
-    this.heads[b] = n1;
+    if (4 * (this.nNodes + 2) > 3 * (this.smask + 1)) this.rehash(2 * (this.smask + 1));
+    this.hashv[2 * id] = h0;
+    this.hashv[2 * id + 1] = h1;
+    this.insertNode(2 * id, h0);
+    this.insertNode(2 * id + 1, h1);
     this.flags[id]! |= F_HASHED;
   }
 
-  private unlinkNode(n: number): void {
-    const b = this.hashv[n]! & this.mask;
-    let p = this.heads[b]!;
-    if (p === n) {
-      this.heads[b] = this.next[n]!;
-      return;
+  private insertNode(n: number, h: number): void {
+    const slots = this.slots;
+    const mask = this.smask;
+    let i = h >>> this.sshift;
+    while (slots[2 * i + 1]! >= 0) i = (i + 1) & mask;
+    slots[2 * i] = h;
+    slots[2 * i + 1] = n;
+    this.nNodes++;
+  }
+
+  /** Take node n out of the table: backward-shift deletion of linear probing. */
+  private removeNode(n: number): void {
+    const slots = this.slots;
+    const mask = this.smask;
+    const shift = this.sshift;
+    let i = this.hashv[n]! >>> shift;
+    while (slots[2 * i + 1] !== n) i = (i + 1) & mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const m = slots[2 * j + 1]!;
+      if (m < 0) break;
+      const k = slots[2 * j]! >>> shift; // home of the entry at j
+      // Leave it if its home lies cyclically in (i, j]; else move it into the hole at i.
+      if (i <= j ? i < k && k <= j : i < k || k <= j) continue;
+      slots[2 * i] = slots[2 * j]!;
+      slots[2 * i + 1] = m;
+      i = j;
     }
-    while (p >= 0) {
-      const q = this.next[p]!;
-      if (q === n) {
-        this.next[p] = this.next[n]!;
-        return;
-      }
-      p = q;
-    }
+    slots[2 * i] = 0;
+    slots[2 * i + 1] = -1;
+    this.nNodes--;
+  }
+
+  private rehash(size: number): void {
+    const old = this.slots;
+    this.slots = new Int32Array(2 * size).fill(-1);
+    this.smask = size - 1;
+    this.sshift = 32 - Math.log2(size);
+    this.nNodes = 0;
+    for (let i = 0; i < old.length; i += 2) if (old[i + 1]! >= 0) this.insertNode(old[i + 1]!, old[i]!);
   }
 
   private unhash(id: number): void {
-    this.unlinkNode(2 * id);
-    this.unlinkNode(2 * id + 1);
-    this.next[2 * id] = -1;
-    this.next[2 * id + 1] = -1;
+    this.removeNode(2 * id);
+    this.removeNode(2 * id + 1);
     this.flags[id]! &= ~F_HASHED;
   }
 
@@ -1214,7 +1267,7 @@ export class Conntrack implements ConntrackView {
 
   /** hash_by_src: bucket of an original source (address, port or ICMP id, protocol). */
   srcBucket(src: number, sport: number, proto: number): number {
-    return srcHash(this.hashSeed, src, sport, proto) & this.mask;
+    return srcHash(this.hashSeed, src, sport, proto) & this.bysrcMask;
   }
 
   /** Link the entry in its by-source chain (nf_nat_setup_info, SRC manip; head insertion). */
@@ -1260,8 +1313,8 @@ export class Conntrack implements ConntrackView {
     }
     let id = this.freeHead;
     if (id >= 0) {
-      this.freeHead = this.next[2 * id]!;
-      this.next[2 * id] = -1;
+      this.freeHead = this.freeNext[id]!;
+      this.freeNext[id] = -1;
     } else {
       if (this.highWater === this.cap) {
         if (this.cap >= this.maxCap) {
@@ -1281,37 +1334,64 @@ export class Conntrack implements ConntrackView {
   }
 
   /**
-   * early_drop: scan NF_CT_EVICTION_RANGE (8) buckets from the new tuple's bucket; in the first
-   * one holding any, delete every confirmed entry that is not ASSURED (early_drop_list).
+   * early_drop (nf_conntrack_core.c): look at NF_CT_EVICTION_RANGE (8) buckets from the new
+   * tuple's bucket (reciprocal_scale(hash, nf_conntrack_buckets)); in the first one holding any,
+   * delete every confirmed entry that is not ASSURED (early_drop_list), reaping expired ones.
    */
   private earlyDrop(h: number, now: number): boolean {
-    const mask = this.mask;
-    let bucket = h & mask;
+    const kb = this.kernelBuckets;
+    let bucket = reciprocalScale(h, kb);
     for (let i = 0; i < 8; i++) {
-      if (i > 0) bucket = (bucket + 1) & mask;
+      if (i > 0) bucket = bucket + 1 === kb ? 0 : bucket + 1;
       let drops = 0;
-      let n = this.heads[bucket]!;
-      while (n >= 0) {
-        const id = n >>> 1;
-        if (this.expires[id]! <= now) {
-          this.free(id); // nf_ct_gc_expired
-          n = this.heads[bucket]!;
-          continue;
-        }
-        if (this.status[id]! & IPS_ASSURED) {
-          n = this.next[n]!;
-          continue;
-        }
+      for (;;) {
+        const id = this.scanKernelBucket(bucket, now);
+        if (id < 0) break;
         this.killEntry(id);
         drops++;
-        n = this.heads[bucket]!;
       }
       if (drops > 0) {
         this.earlyDrops += drops;
         return true;
       }
+      if (kb === 1) break;
     }
     return false;
+  }
+
+  /**
+   * The first non-ASSURED entry whose tuple (either direction) falls in kernel bucket `kb`,
+   * freeing expired ones met on the way; -1 if none. The bucket's hashes are one contiguous
+   * range, so its nodes sit in one run of slots from the range's first home slot.
+   */
+  private scanKernelBucket(kbucket: number, now: number): number {
+    const kb = this.kernelBuckets;
+    const slots = this.slots;
+    const mask = this.smask;
+    const unit = 2 ** this.sshift; // hashes per home slot
+    // The bucket's hashes [lo, hi] (reciprocal_scale(h, kb) === kbucket) and their home slots.
+    const lo = Math.ceil((kbucket * 4294967296) / kb);
+    const hi = Math.ceil(((kbucket + 1) * 4294967296) / kb) - 1;
+    const homeLo = Math.floor(lo / unit);
+    const span = Math.floor(hi / unit) - homeLo;
+    let i = homeLo & mask;
+    for (let steps = 0; steps <= mask; ) {
+      const n = slots[2 * i + 1]!;
+      if (n < 0) {
+        // Past the last home slot of the bucket, an empty slot ends every probe run.
+        if (((i - homeLo) & mask) > span) return -1;
+      } else if (reciprocalScale(slots[2 * i]!, kb) === kbucket) {
+        const id = n >>> 1;
+        if (this.expires[id]! <= now) {
+          this.free(id); // nf_ct_gc_expired; the following slots shifted back: look at i again
+          continue;
+        }
+        if (!(this.status[id]! & IPS_ASSURED)) return id;
+      }
+      i = (i + 1) & mask;
+      steps++;
+    }
+    return -1;
   }
 
   /**
@@ -1352,7 +1432,7 @@ export class Conntrack implements ConntrackView {
     this.masqOif[id] = -1;
     if (this.natRefDst[id] !== undefined) this.natRefDst[id] = '';
     if (this.natRefSrc[id] !== undefined) this.natRefSrc[id] = '';
-    this.next[2 * id] = this.freeHead;
+    this.freeNext[id] = this.freeHead;
     this.freeHead = id;
   }
 
@@ -1424,28 +1504,14 @@ export class Conntrack implements ConntrackView {
     this.replSrcI = new Int32Array(this.replSrc.buffer);
     this.replDstI = new Int32Array(this.replDst.buffer);
     this.expires = growF64(this.expires, n, 0);
-    this.tcpState = growU8(this.tcpState, n);
-    this.tdEnd = growI32(this.tdEnd, n2, 0);
-    this.tdMaxEnd = growI32(this.tdMaxEnd, n2, 0);
-    this.tdMaxWin = growU32(this.tdMaxWin, n2);
-    this.tdMaxAck = growI32(this.tdMaxAck, n2, 0);
-    this.tdScale = growU8(this.tdScale, n2);
-    this.tdFlags = growU8(this.tdFlags, n2);
-    this.lastDir = growU8(this.lastDir, n);
-    this.lastIndex = growU8(this.lastIndex, n);
-    this.lastWscale = growU8(this.lastWscale, n);
-    this.lastFlags = growU8(this.lastFlags, n);
-    this.retrans = growU8(this.retrans, n);
-    this.lastSeq = growI32(this.lastSeq, n, 0);
-    this.lastAck = growI32(this.lastAck, n, 0);
-    this.lastEnd = growI32(this.lastEnd, n, 0);
-    this.lastWin = growU16(this.lastWin, n);
+    this.tcpI = growI32(this.tcpI, 16 * n, 0);
+    this.tcpB = new Uint8Array(this.tcpI.buffer);
     this.aux = growF64(this.aux, n, 0);
     this.masqOif = growI32(this.masqOif, n, -1);
     this.bysrcNext = growI32(this.bysrcNext, n, -1);
     this.flags = growU8(this.flags, n);
     this.hashv = growI32(this.hashv, n2, 0);
-    this.next = growI32(this.next, n2, -1);
+    this.freeNext = growI32(this.freeNext, n, -1);
     this.limboSeq = growF64(this.limboSeq, n, -1);
     this.cap = n;
   }
@@ -1461,7 +1527,7 @@ export class Conntrack implements ConntrackView {
 
   /** TCP state name of an entry ("" for other protocols). */
   tcpStateName(id: number): string {
-    return this.proto[id] === IPPROTO_TCP ? TCP_STATE_NAMES[this.tcpState[id]!] ?? '?' : '';
+    return this.proto[id] === IPPROTO_TCP ? TCP_STATE_NAMES[this.tcpStateOf(id)] ?? '?' : '';
   }
 
   /**
@@ -1487,6 +1553,57 @@ export class Conntrack implements ConntrackView {
     if (p === IPPROTO_ICMP) return `${ipv4ToString(src)} -> ${ipv4ToString(dst)} id ${sport} type ${dport >>> 8} code ${dport & 255}`;
     if (protoHasPorts(p)) return `${ipv4ToString(src)}:${sport} -> ${ipv4ToString(dst)}:${dport}`;
     return `${ipv4ToString(src)} -> ${ipv4ToString(dst)}`;
+  }
+
+  /**
+   * Consistency of the hash table, for tests: "" when every confirmed entry's two tuples sit in
+   * the probe run of their home slot and nothing else is in the table; else what is wrong.
+   */
+  checkInvariants(now: number): string {
+    const slots = this.slots;
+    const mask = this.smask;
+    const shift = this.sshift;
+    let nodes = 0;
+    for (let i = 0; i <= mask; i++) {
+      const n = slots[2 * i + 1]!;
+      if (n < 0) continue;
+      nodes++;
+      const id = n >>> 1;
+      if ((this.flags[id]! & (F_HASHED | F_DYING)) !== F_HASHED) return `slot ${i}: node ${n} of an entry that is not hashed`;
+      if (slots[2 * i] !== this.hashv[n]) return `slot ${i}: hash differs from the node's`;
+      const h = (n & 1) === 0
+        ? tupleHash(this.hashSeed, this.origSrcI[id]!, this.origDstI[id]!, this.origSport[id]!, this.origDport[id]!, this.proto[id]!)
+        : tupleHash(this.hashSeed, this.replSrcI[id]!, this.replDstI[id]!, this.replSport[id]!, this.replDport[id]!, this.proto[id]!);
+      if (h !== slots[2 * i]) return `slot ${i}: stale hash for node ${n}`;
+      for (let j = h >>> shift; j !== i; j = (j + 1) & mask) if (slots[2 * j + 1]! < 0) return `slot ${i}: empty slot ${j} inside its probe run`;
+    }
+    if (nodes !== this.nNodes) return `${nodes} nodes in slots, ${this.nNodes} counted`;
+    let hashed = 0;
+    for (let id = 0; id < this.highWater; id++) {
+      if (!(this.flags[id]! & F_HASHED)) continue;
+      hashed++;
+      const o = this.findNode(this.hashv[2 * id]!, this.origSrcI[id]!, this.origDstI[id]!, this.origSport[id]!, this.origDport[id]!, this.proto[id]!, -Infinity);
+      const r = this.findNode(this.hashv[2 * id + 1]!, this.replSrcI[id]!, this.replDstI[id]!, this.replSport[id]!, this.replDport[id]!, this.proto[id]!, -Infinity);
+      if (o !== 2 * id || r !== 2 * id + 1) return `entry ${id}: not found by its tuples`;
+    }
+    if (2 * hashed !== nodes) return `${hashed} hashed entries for ${nodes} nodes`;
+    void now;
+    return '';
+  }
+
+  /** Ids of the live confirmed entries that early_drop would consider in kernel bucket `b`. */
+  kernelBucketIds(b: number): number[] {
+    const out: number[] = [];
+    for (let id = 0; id < this.highWater; id++) {
+      if ((this.flags[id]! & (F_HASHED | F_DYING)) !== F_HASHED) continue;
+      if (reciprocalScale(this.hashv[2 * id]!, this.kernelBuckets) === b || reciprocalScale(this.hashv[2 * id + 1]!, this.kernelBuckets) === b) out.push(id);
+    }
+    return out;
+  }
+
+  /** Run early_drop for a tuple hash (for tests); returns whether it dropped anything. */
+  earlyDropForTest(h: number, now: number): boolean {
+    return this.earlyDrop(h, now);
   }
 
   /** describe() of every confirmed entry, in id order (for tests and dumps). */

@@ -417,7 +417,7 @@ export class Nat {
   private usedHarder(attemptsLeft: number): boolean {
     const ct = this.ct;
     const id = this.id;
-    if (attemptsLeft > NF_NAT_HARDER_THRESH || this.p !== IPPROTO_TCP || ct.tcpState[id] !== TCP_CONNTRACK_SYN_SENT) return this.used(this.tS, this.tD, this.tSp, this.tDp);
+    if (attemptsLeft > NF_NAT_HARDER_THRESH || this.p !== IPPROTO_TCP || ct.tcpStateOf(id) !== TCP_CONNTRACK_SYN_SENT) return this.used(this.tS, this.tD, this.tSp, this.tDp);
     const rs = this.tD;
     const rd = this.tS;
     const rsp = this.tDp;
@@ -428,10 +428,10 @@ export class Nat {
     const other = node >>> 1;
     if (other === id) return true;
     // nf_nat_may_kill: closing state, and SNATed.
-    if (ct.tcpState[other]! < TCP_CONNTRACK_TIME_WAIT) return true;
+    if (ct.tcpStateOf(other) < TCP_CONNTRACK_TIME_WAIT) return true;
     if (!(ct.status[other]! & IPS_SRC_NAT)) return true;
     // nf_seq_has_advanced(old, new)
-    if (((ct.tdEnd[2 * id]! - ct.tdEnd[2 * other]!) | 0) <= 0) return true;
+    if (((ct.tdEndOf(id, 0) - ct.tdEndOf(other, 0)) | 0) <= 0) return true;
     ct.killEntry(other);
     return false;
   }

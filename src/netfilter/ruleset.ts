@@ -112,6 +112,15 @@ const OP_ADDRTYPE = 26; // srcMask dstMask flags
 const OP_SET = 27; // setIndex dirs dim inv
 const OP_RPFILTER = 28; // flags inv
 
+// First-test kinds of the fast path (PRE_*_INV: the test is inverted).
+const PRE_NONE = 0;
+const PRE_SRC = 1;
+const PRE_DST = 2;
+const PRE_PROTO = 3;
+const PRE_SRC_INV = 4;
+const PRE_DST_INV = 5;
+const PRE_PROTO_INV = 6;
+
 const MPORT_SRC = 1;
 const MPORT_DST = 2;
 
@@ -183,11 +192,15 @@ export class Ruleset {
   // ---- rules (global index r) ----
   private readonly code: Int32Array;
   private readonly ruleCode: Int32Array;
+  /** Fast path: the rule's first test inline (PRE_*), then its code from ruleRest. */
+  private readonly preKind: Uint8Array;
+  private readonly preMask: Int32Array;
+  private readonly preVal: Int32Array;
+  private readonly ruleRest: Int32Array;
   private readonly tKind: Uint8Array;
   private readonly tArg: Int32Array;
   private readonly tArg2: Int32Array;
   private readonly ruleOf: Rule[];
-  private readonly ruleChain: Int32Array;
   /** e.g. `filter/FORWARD rule 3 (line 17): DROP "comment"`. */
   private readonly verdictRefs: string[];
   private readonly natTpl: (NatRange | null)[];
@@ -312,7 +325,6 @@ export class Ruleset {
     this.tKind = new Uint8Array(nr);
     this.tArg = new Int32Array(nr);
     this.tArg2 = new Int32Array(nr);
-    this.ruleChain = new Int32Array(nr);
     this.verdictRefs = [];
     this.natTpl = [];
     const nthInit: number[] = [];
@@ -338,7 +350,6 @@ export class Ruleset {
       for (let k = 0; k < this.chainCount[c]!; k++) {
         const ri = this.chainFirst[c]! + k;
         const r = rules[ri]!;
-        this.ruleChain[ri] = c;
         this.ruleCode[ri] = code.length;
         const inv = (b: boolean): number => (b ? 1 : 0);
         // IP header part first, in ip_packet_match's order.
@@ -354,6 +365,26 @@ export class Ruleset {
       }
     }
     this.code = Int32Array.from(code);
+    this.preKind = new Uint8Array(nr);
+    this.preMask = new Int32Array(nr);
+    this.preVal = new Int32Array(nr);
+    this.ruleRest = new Int32Array(nr);
+    for (let ri = 0; ri < nr; ri++) {
+      const pc = this.ruleCode[ri]!;
+      const op = code[pc]!;
+      this.ruleRest[ri] = pc;
+      if (op === OP_SRC || op === OP_DST) {
+        this.preKind[ri] = (op === OP_SRC ? PRE_SRC : PRE_DST) + (code[pc + 3] === 1 ? 3 : 0);
+        this.preMask[ri] = code[pc + 1]!;
+        this.preVal[ri] = code[pc + 2]!;
+        this.ruleRest[ri] = pc + 4;
+      } else if (op === OP_PROTO) {
+        this.preKind[ri] = code[pc + 2] === 1 ? PRE_PROTO_INV : PRE_PROTO;
+        this.preMask[ri] = -1;
+        this.preVal[ri] = code[pc + 1]!;
+        this.ruleRest[ri] = pc + 3;
+      }
+    }
     this.nthInit = Uint32Array.from(nthInit);
     this.nth = Uint32Array.from(nthInit);
     this.ifTab = Uint8Array.from(ifBytes);
@@ -362,7 +393,8 @@ export class Ruleset {
     const pool: number[] = [];
     const addList = (list: number[]): number => {
       const off = pool.length;
-      pool.push(list.length, ...list);
+      pool.push(list.length);
+      for (const x of list) pool.push(x);
       return off;
     };
     this.chainAlways = new Int32Array(nc);
@@ -749,6 +781,11 @@ export class Ruleset {
     const pool = this.pool;
     const stack = this.stack;
     const tKind = this.tKind;
+    const preKind = this.preKind;
+    const preMask = this.preMask;
+    const preVal = this.preVal;
+    const ruleRest = this.ruleRest;
+    const v = skb.v;
     let sp = 0;
     let c = builtin;
     this.curHow = 0;
@@ -833,7 +870,14 @@ export class Ruleset {
       else if (which === 2) p2++;
       else p3++;
 
-      const m = this.matchRule(r, skb);
+      // The rule's first test (an address or the protocol) inline, the rest in matchRule.
+      const pk = preKind[r]!;
+      if (pk !== PRE_NONE) {
+        const base = pk > PRE_PROTO ? pk - 3 : pk;
+        const x = base === PRE_SRC ? v.srcIp : base === PRE_DST ? v.dstIp : v.ipProto;
+        if (((x & preMask[r]!) === preVal[r]) === (pk > PRE_PROTO)) continue;
+      }
+      const m = this.matchRule(ruleRest[r]!, skb);
       if (m === 0) continue;
       if (m === 2) return this.hotdrop(r, skb);
       switch (tKind[r]) {
@@ -945,11 +989,10 @@ export class Ruleset {
     return VERDICT_DROP;
   }
 
-  /** Evaluate rule r's matches: 0 no match, 1 match, 2 hotdrop. */
-  private matchRule(r: number, skb: Skb): number {
+  /** Evaluate a rule's opcodes from pc: 0 no match, 1 match, 2 hotdrop. */
+  private matchRule(pc: number, skb: Skb): number {
     const code = this.code;
     const v = skb.v;
-    let pc = this.ruleCode[r]!;
     for (;;) {
       switch (code[pc]) {
         case OP_END:
@@ -1217,7 +1260,7 @@ export class Ruleset {
         return finish(verdict);
       }
       const x = this.ruleOf[r]!;
-      const m = this.matchRule(r, skb);
+      const m = this.matchRule(this.ruleCode[r]!, skb);
       const cm = x.matches.filter((q) => q.kind === 'comment').map((q) => (q as { comment: string }).comment);
       const label = `${x.chain} rule ${x.num} (line ${x.line})${cm.length ? ` "${cm.join('; ')}"` : ''}: ${this.text(r)}`;
       if (m === 0) {

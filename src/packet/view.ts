@@ -263,6 +263,12 @@ export class PacketView {
   /** Groups of fields holding values of an earlier packet (G_* bits); see fin(). */
   private dirty = 0;
 
+  constructor() {
+    // The double fields now hold +0 like every other "absent" value (their representation
+    // stays double).
+    this.clean(G_ALL);
+  }
+
   /**
    * Point the view at the frame buf[off, off+caplen) and parse it. `dv` is a DataView over the
    * same bytes as `buf` (same start). `fcsLen` bytes of FCS end the frame on the wire and are
@@ -598,3 +604,4 @@ const G_INNER_IP = 64;
 const G_INNER_L4 = 128;
 const G_INNER_PORTS = 256;
 const G_INNER_ICMP = 512;
+const G_ALL = 1023;

@@ -13,9 +13,11 @@
  *    the same for every frame of one inner flow (both directions; fragments of one datagram
  *    share theirs), on each side separately;
  *  - ports and ICMP echo ids chosen by NAT on a clash: a value the node invented (it occurs in
- *    no static input frame) may differ between the two sides if both are in 1024–65535 and
- *    the kernel's values and dpemu's values map one-to-one across the whole run (stable within a
- *    flow, unique); checksums covering such a field are then checked for validity only.
+ *    no static input frame) may differ between the two sides if both lie in the range the
+ *    kernel draws from (ports 1024–65535 for original ports >= 1024, 600–1023 and 1–511 below;
+ *    ICMP ids 0–65535) and the kernel's values and dpemu's values map one-to-one across the
+ *    whole run (stable within a flow, unique); checksums covering such a field are then checked
+ *    for validity only.
  * Everything else is exact: addresses and ports after NAT, TTL, TOS, DF/MF/offset, lengths, all
  * checksums, ICMP errors and the headers they quote, encapsulation headers, payload bytes,
  * Ethernet padding.
@@ -399,6 +401,19 @@ export interface CompareResult {
 
 const NAT_FIELDS = /(^|\.)(tcp\.srcport|tcp\.dstport|udp\.srcport|udp\.dstport|icmp\.ident)$/;
 
+/**
+ * The range the kernel draws a NAT-chosen value from (nf_nat_l4proto_unique_tuple): ICMP ids
+ * from 0-65535; ports from the class of the original port: below 512 -> 1-511, 512-1023 ->
+ * 600-1023, else 1024-65535.
+ */
+function natClass(field: string, v: number): string {
+  if (field.endsWith('icmp.ident')) return '0-65535';
+  if (v >= 1024) return '1024-65535';
+  if (v >= 600) return '600-1023';
+  if (v >= 1 && v <= 511) return '1-511';
+  return `nothing (${v})`;
+}
+
 /** Port and id values in the frames of `inputs` (static ones): values a node did not invent. */
 function inputValues(inputs: InFrame[], opts: DecodeOptions): Set<number> {
   const s = new Set<number>();
@@ -543,7 +558,8 @@ export function compareRuns(kernel: RunResult, dpemu: RunResult, opts: CompareOp
         const why: string[] = [];
         if (kIn.has(kv)) why.push(`the kernel kept ${kv} from the input`);
         if (dIn.has(dn)) why.push(`dpemu's ${dn} comes from the input`);
-        if (kv < 1024 || dn < 1024) why.push('a NAT-chosen value is in 1024–65535');
+        const kc = natClass(f.name, kv);
+        if (kc !== natClass(f.name, dn)) why.push(`a NAT-chosen ${f.name.endsWith('ident') ? 'id' : 'port'} stays in ${kc} (dpemu ${dn})`);
         if ((k2d.get(kv) ?? dn) !== dn) why.push(`kernel value ${kv} was dpemu's ${k2d.get(kv)} before`);
         if ((d2k.get(dn) ?? kv) !== kv) why.push(`dpemu value ${dn} was kernel's ${d2k.get(dn)} before`);
         if (why.length === 0) {

@@ -83,11 +83,13 @@ let availability: KernelAvailability | undefined;
 
 /**
  * Can this process build namespaces (root, ip, python3, iptables-restore, ipset)? Probes once by
- * creating and deleting a namespace of its own.
+ * creating and deleting a namespace of its own. DPEMU_KERNEL_TESTS=skip turns the kernel tests
+ * off.
  */
 export function kernelAvailability(): KernelAvailability {
   if (availability) return availability;
   const no = (reason: string): KernelAvailability => (availability = { ok: false, reason });
+  if (process.env.DPEMU_KERNEL_TESTS === 'skip') return no('DPEMU_KERNEL_TESTS=skip');
   if (process.platform !== 'linux') return no(`not Linux (${process.platform})`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return no('not root (network namespaces need CAP_NET_ADMIN)');
   for (const tool of ['ip', 'iptables-restore', 'iptables-save', 'ipset', 'sysctl']) {
@@ -107,13 +109,23 @@ export function kernelAvailability(): KernelAvailability {
 const liveNamespaces = new Set<string>();
 let exitHook = false;
 
+function cleanupAll(): void {
+  for (const ns of [...liveNamespaces]) deleteNamespace(ns);
+}
+
 function registerNamespace(name: string): void {
   liveNamespaces.add(name);
   if (!exitHook) {
     exitHook = true;
-    process.on('exit', () => {
-      for (const ns of [...liveNamespaces]) deleteNamespace(ns);
-    });
+    process.on('exit', cleanupAll);
+    // A signal (vitest stopping a worker, ^C) skips 'exit' hooks: clean up, then let the
+    // signal do what it would have done.
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(sig, () => {
+        cleanupAll();
+        process.kill(process.pid, sig);
+      });
+    }
   }
 }
 
@@ -268,6 +280,11 @@ export class KernelNode {
   /** Run argv inside R. */
   inR(argv: string[], input?: string): string {
     return this.cmd(['ip', 'netns', 'exec', this.r, ...argv], input);
+  }
+
+  /** Run argv inside P. */
+  inP(argv: string[], input?: string): string {
+    return this.cmd(['ip', 'netns', 'exec', this.p, ...argv], input);
   }
 
   private sysctl(ns: string, key: string, value: string | number): void {
@@ -451,10 +468,14 @@ export class InjectSession {
     });
   }
 
+  /** Frames the router sent before the first injected frame (noise: should stay 0). */
+  noiseBeforeStart = 0;
+
   async start(cfg: unknown): Promise<void> {
     this.child.stdin.write(`${JSON.stringify(cfg)}\n`);
     const ready = JSON.parse(await this.nextLine()) as { ready?: boolean; stale?: number };
     if (!ready.ready) throw new KernelSetupError(`injector did not start: ${this.stderr.trim()}`);
+    this.noiseBeforeStart = ready.stale ?? 0;
   }
 
   private async request(cmd: object): Promise<Captured[]> {

@@ -9,12 +9,13 @@
  * repeats the shorter one's output).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeConfig } from '../../src/elements/linux/config.js';
-import { decodeFrame, type Decoded, type DecodeOptions, type InFrame, type OutFrame, type RunResult } from './compare.js';
+import { expect } from 'vitest';
+import { decodeFrame, tsharkProblems, type Decoded, type DecodeOptions, type InFrame, type OutFrame, type RunResult } from './compare.js';
 import { KernelNode } from './kernel.js';
 import { readPcapng, writePcapng, type PcapngRecord } from './pcapng.js';
 
@@ -69,6 +70,8 @@ export interface KernelRunResult extends RunResult {
   counters: string;
   /** /proc/net/nf_conntrack after the run. */
   conntrack: string;
+  /** Frames the router sent before the first input (ARP, IGMP, ...: should be 0). */
+  noiseBeforeStart: number;
 }
 
 export interface KernelRunOptions extends DecodeOptions {
@@ -79,8 +82,25 @@ export interface KernelRunOptions extends DecodeOptions {
   settleMs?: number;
 }
 
+/** Where runs leave their captures and logs: $TMPDIR/dpemu-kernel/<tag>-XXXXXX (kept a day). */
+export const ARTIFACTS = join(tmpdir(), 'dpemu-kernel');
+let swept = false;
+
 function artifactDir(tag: string): string {
-  return mkdtempSync(join(tmpdir(), `dpemu-kernel-${tag}-`));
+  mkdirSync(ARTIFACTS, { recursive: true });
+  if (!swept) {
+    swept = true;
+    const dayAgo = Date.now() - 86_400_000;
+    for (const e of readdirSync(ARTIFACTS)) {
+      const p = join(ARTIFACTS, e);
+      try {
+        if (statSync(p).mtimeMs < dayAgo) rmSync(p, { recursive: true, force: true });
+      } catch {
+        /* another worker removed it */
+      }
+    }
+  }
+  return mkdtempSync(join(ARTIFACTS, `${tag}-`));
 }
 
 /** The interfaces a capture file of this node has (ether ones: the ones the kernel side can see). */
@@ -106,6 +126,7 @@ export async function runKernel(config: NodeConfig, steps: Step[], opts: KernelR
   const sent: SentFrame[] = [];
   let counters = '';
   let conntrack = '';
+  let noise = 0;
   try {
     const session = await node.session(opts.pauseMs ?? 2);
     try {
@@ -121,6 +142,7 @@ export async function runKernel(config: NodeConfig, steps: Step[], opts: KernelR
         take(await session.send(step.iface, frame));
       }
       take(await session.settle(opts.settleMs ?? 150));
+      noise = session.noiseBeforeStart;
     } finally {
       await session.close();
     }
@@ -145,6 +167,7 @@ export async function runKernel(config: NodeConfig, steps: Step[], opts: KernelR
     outputs,
     counters,
     conntrack,
+    noiseBeforeStart: noise,
     artifacts: { dir, in: join(dir, 'kernel-in.pcapng'), out: join(dir, 'kernel-out.pcapng') },
   };
 }
@@ -212,4 +235,30 @@ export function macOf(config: NodeConfig, iface: string): string {
   const i = config.interfaces.find((x) => x.name === iface);
   if (!i?.mac) throw new Error(`node has no interface ${iface} with a MAC`);
   return Array.from(i.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The one frame the kernel sent because of input `name`, which must be on `iface`. */
+export function expectOnlyFrame(run: RunResult, name: string, iface: string): Decoded {
+  const out = sentAfter(run, name);
+  expect(out.map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toHaveLength(1);
+  expect(out[0]!.iface, `interface of what the kernel sent after "${name}"`).toBe(iface);
+  return out[0]!.d;
+}
+
+/** The kernel sent nothing because of input `name`. */
+export function expectNothingSent(run: RunResult, name: string): void {
+  expect(sentAfter(run, name).map((o) => `${o.iface}: ${o.d.summary}`), `what the kernel sent after "${name}"`).toEqual([]);
+}
+
+/** Every frame of the run's output decodes without a problem, and tshark (checksums on) agrees. */
+export function expectValidCapture(run: RunResult): void {
+  expect(tsharkProblems(run.artifacts.out!)).toEqual([]);
+  for (const [i, o] of run.outputs.entries()) expect(decodeFrame(o.data).problems, `frame ${i} on ${o.iface}`).toEqual([]);
+}
+
+/** The packet count of the first rule of `iptables-save -c` output that contains `text`. */
+export function ruleCounter(run: KernelRunResult, text: string): number {
+  const line = run.counters.split('\n').find((l) => l.includes(text));
+  if (!line) throw new Error(`no rule with ${text} in\n${run.counters}`);
+  return Number(/^\[(\d+):/.exec(line)![1]);
 }

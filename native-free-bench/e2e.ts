@@ -1,0 +1,241 @@
+/**
+ * Whole-file runs: capture I/O in this process (process.hrtime around a whole file), and child
+ * processes: the dpemu command (`dpemu replay`, built into dist-bench/) and tcprewrite.
+ *
+ * A dpemu child yields three figures per run: the replay function's own time (the CLI's
+ * `--stats` elapsedSec, measured by replayIdentity/replayNode with process.hrtime), the wall
+ * clock of the whole process as the parent sees it (Node startup, module loading, config
+ * parsing included), and its peak RSS (a preloaded probe reads getrusage at exit).
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CaptureReader } from '../src/pcap/reader.js';
+import { CaptureWriter } from '../src/pcap/writer.js';
+import { LINKTYPE_ETHERNET, RecordBatch } from '../src/pcap/types.js';
+import { PacketView, PARSE_OK } from '../src/packet/view.js';
+import { FrameSet, type Capture, type Workspace } from './inputs.js';
+import type { WallCase, WallSample } from './measure.js';
+
+/** Read a file once so that the first measured run does not pay for the disk. */
+export function warmPageCache(path: string): void {
+  const fd = openSync(path, 'r');
+  const b = Buffer.allocUnsafe(1 << 22);
+  try {
+    while (readSync(fd, b, 0, b.length, null) > 0) {
+      /* read through */
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function ioCases(ws: Workspace, cap: Capture, templates: readonly Uint8Array[]): WallCase[] {
+  const frames = cap.frames;
+  const fs = new FrameSet(templates);
+  let tplBytes = 0;
+  for (let i = 0; i < frames; i++) tplBytes += fs.len[i % fs.count]!;
+  const batch = new RecordBatch(4096);
+  const read = (path: string, expect: number): void => {
+    const r = CaptureReader.open(path);
+    let n = 0;
+    let k: number;
+    while ((k = r.next(batch)) > 0) n += k;
+    r.close();
+    if (expect >= 0 && n !== expect) throw new Error(`pcap read: ${n} frames, expected ${expect}`);
+  };
+  const write = (path: string, count: number, ng: boolean): void => {
+    const w = CaptureWriter.open(path, { format: ng ? 'pcapng' : 'pcap', interfaces: [{ name: 'eth1', linktype: LINKTYPE_ETHERNET }] });
+    const { buf, off, len } = fs;
+    const m = fs.count;
+    const comment = ['DNAT 172.21.0.10:80 -> 10.190.12.6:80 [KUBE-SEP-A, random]'];
+    try {
+      let j = 0;
+      for (let i = 0; i < count; i++) {
+        if (ng) w.writeRecord(buf, off[j]!, len[j]!, len[j]!, 1_700_000_000, (i % 1e6) * 1000, 0, comment, 2);
+        else w.writeRecord(buf, off[j]!, len[j]!, len[j]!, 1_700_000_000, (i % 1e6) * 1000, 0);
+        if (++j === m) j = 0;
+      }
+      w.commit();
+    } catch (e) {
+      w.abort();
+      throw e;
+    }
+  };
+  const time = (f: () => void): WallSample => {
+    const t0 = process.hrtime.bigint();
+    f();
+    return { t: Number(process.hrtime.bigint() - t0) };
+  };
+  const outPcap = ws.out('io.pcap');
+  const outNg = ws.out('io.pcapng');
+  const F = frames.toLocaleString('en-US');
+  return [
+    {
+      name: 'pcap read',
+      frames,
+      bytes: cap.bytes,
+      rows: [{ key: 't', id: 'e2e-pcap-read', section: 'e2e', name: `pcap read, ${F} frames (CaptureReader.next, 4,096-record batches)`, method: 'hrtime' }],
+      warm: () => {
+        warmPageCache(cap.path);
+        read(cap.path, frames);
+      },
+      run: () => time(() => read(cap.path, frames)),
+    },
+    {
+      name: 'pcap write',
+      frames,
+      bytes: tplBytes,
+      rows: [{ key: 't', id: 'e2e-pcap-write', section: 'e2e', name: `pcap write, ${F} frames (writeRecord from one buffer)`, method: 'hrtime' }],
+      warm: () => write(outPcap, Math.min(frames, 100_000), false),
+      run: () => time(() => write(outPcap, frames, false)),
+    },
+    {
+      name: 'pcapng write with comments',
+      frames,
+      bytes: tplBytes,
+      rows: [{ key: 't', id: 'e2e-pcapng-write-comments', section: 'e2e', name: `pcapng write with a comment + flags per frame, ${F} frames`, method: 'hrtime' }],
+      warm: () => write(outNg, Math.min(frames, 100_000), true),
+      run: () => time(() => write(outNg, frames, true)),
+    },
+  ];
+}
+
+export interface ProcResult {
+  wallNs: number;
+  /** The replay function's own time (dpemu --stats). */
+  fnNs?: number;
+  rssMB?: number;
+  stats?: Record<string, unknown>;
+}
+
+export class Procs {
+  readonly cli: string;
+  private readonly probe: string;
+  private seq = 0;
+  private workersFlag: boolean | undefined;
+
+  constructor(
+    private readonly ws: Workspace,
+    buildRoot: string,
+  ) {
+    this.cli = join(buildRoot, 'src', 'cli', 'main.js');
+    this.probe = new URL('./rss-probe.js', import.meta.url).href;
+  }
+
+  /** Does `dpemu replay` take --workers yet (the engine issue)? */
+  supportsWorkers(): boolean {
+    if (this.workersFlag === undefined) {
+      const r = spawnSync(process.execPath, [this.cli, 'replay', '--help'], { encoding: 'utf8' });
+      this.workersFlag = /--workers\b/.test(r.stdout ?? '');
+    }
+    return this.workersFlag;
+  }
+
+  /** `dpemu replay ARGS --stats F`; checks the accounting against `expect`. */
+  dpemu(args: string[], expect: { in: number; left?: number }): ProcResult {
+    const n = this.seq++;
+    const statsPath = this.ws.out(`stats-${n}.json`);
+    const rssPath = this.ws.out(`rss-${n}.json`);
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(process.execPath, ['--import', this.probe, this.cli, 'replay', ...args, '--stats', statsPath], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, DPEMU_BENCH_RSS: rssPath },
+      maxBuffer: 16 << 20,
+    });
+    const wallNs = Number(process.hrtime.bigint() - t0);
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`dpemu replay ${args.join(' ')}: exit ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
+    const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as Record<string, unknown>;
+    if (stats.in !== expect.in) throw new Error(`dpemu replay: ${String(stats.in)} frames in, expected ${expect.in}`);
+    if (expect.left !== undefined && stats.left !== expect.left) {
+      throw new Error(`dpemu replay: ${String(stats.left)} of ${expect.in} frames left the node (dropped: ${JSON.stringify(stats.dropped)}, errors: ${JSON.stringify(stats.errors)})`);
+    }
+    let rssMB: number | undefined;
+    try {
+      rssMB = (JSON.parse(readFileSync(rssPath, 'utf8')) as { maxRssKB: number }).maxRssKB / 1024;
+    } catch {
+      rssMB = undefined;
+    }
+    rmSync(statsPath, { force: true });
+    rmSync(rssPath, { force: true });
+    return { wallNs, fnNs: Number(stats.elapsedSec) * 1e9, rssMB, stats };
+  }
+
+  tcprewrite(args: string[]): ProcResult {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(TCPREWRITE, args, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 << 20 });
+    const wallNs = Number(process.hrtime.bigint() - t0);
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`tcprewrite ${args.join(' ')}: exit ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
+    return { wallNs };
+  }
+}
+
+export const TCPREWRITE = process.env.TCPREWRITE ?? '/usr/bin/tcprewrite';
+
+export function tcprewriteInfo(): { available: boolean; path: string; version: string } {
+  if (!existsSync(TCPREWRITE)) {
+    const r = spawnSync('tcprewrite', ['--version'], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) return { available: false, path: '', version: '' };
+  }
+  const r = spawnSync(TCPREWRITE, ['--version'], { encoding: 'utf8' });
+  if (r.error) return { available: false, path: '', version: '' };
+  const first = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
+  return { available: true, path: TCPREWRITE, version: first };
+}
+
+export function nodeFile(ws: Workspace, name: string, yaml: string): string {
+  const p = ws.out(name);
+  writeFileSync(p, yaml);
+  return p;
+}
+
+/**
+ * Compare the first `limit` frames of two captures on what the rewrite changes (addresses,
+ * ports). Returns a description of the first difference, or null.
+ */
+export function sameRewrite(a: string, b: string, limit: number): { checked: number; diff: string | null } {
+  const ra = CaptureReader.open(a);
+  const rb = CaptureReader.open(b);
+  const ba = new RecordBatch(1024);
+  const bb = new RecordBatch(1024);
+  const va = new PacketView();
+  const vb = new PacketView();
+  let checked = 0;
+  try {
+    for (;;) {
+      const na = ra.next(ba);
+      const nb = rb.next(bb);
+      if (na !== nb) return { checked, diff: `batch of ${na} vs ${nb} frames after ${checked}` };
+      if (na === 0) break;
+      for (let i = 0; i < na && checked < limit; i++, checked++) {
+        const sa = va.parse(ba.buf, ba.dv, ba.offset[i]!, ba.caplen[i]!, LINKTYPE_ETHERNET);
+        const sb = vb.parse(bb.buf, bb.dv, bb.offset[i]!, bb.caplen[i]!, LINKTYPE_ETHERNET);
+        if (sa !== PARSE_OK || sb !== PARSE_OK) return { checked, diff: `frame ${checked + 1} does not parse` };
+        if (va.srcIp !== vb.srcIp || va.dstIp !== vb.dstIp || va.srcPort !== vb.srcPort || va.dstPort !== vb.dstPort) {
+          return { checked, diff: `frame ${checked + 1}: ${tupleText(va)} vs ${tupleText(vb)}` };
+        }
+      }
+      if (checked >= limit) break;
+    }
+  } finally {
+    ra.close();
+    rb.close();
+  }
+  return { checked, diff: null };
+}
+
+function tupleText(v: PacketView): string {
+  const ip = (x: number): string => [x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255].join('.');
+  return `${ip(v.srcIp)}:${v.srcPort} > ${ip(v.dstIp)}:${v.dstPort}`;
+}
+
+export function fileSize(p: string): number {
+  try {
+    return statSync(p).size;
+  } catch {
+    return 0;
+  }
+}
