@@ -106,6 +106,8 @@ export interface ProcResult {
   /** The replay function's own time (dpemu --stats). */
   fnNs?: number;
   rssMB?: number;
+  /** CPU time (user + system) of the whole process. */
+  cpuNs?: number;
   stats?: Record<string, unknown>;
 }
 
@@ -153,27 +155,46 @@ export class Procs {
       throw new Error(`dpemu replay: ${String(stats.left)} of ${expect.in} frames left the node (dropped: ${JSON.stringify(stats.dropped)}, errors: ${JSON.stringify(stats.errors)})`);
     }
     let rssMB: number | undefined;
+    let cpuNs: number | undefined;
     try {
-      rssMB = (JSON.parse(readFileSync(rssPath, 'utf8')) as { maxRssKB: number }).maxRssKB / 1024;
+      const p = JSON.parse(readFileSync(rssPath, 'utf8')) as { hwmKB: number; maxRssKB: number; cpuUs: number };
+      rssMB = (p.hwmKB > 0 ? p.hwmKB : p.maxRssKB) / 1024;
+      cpuNs = p.cpuUs * 1e3;
     } catch {
       rssMB = undefined;
     }
     rmSync(statsPath, { force: true });
     rmSync(rssPath, { force: true });
-    return { wallNs, fnNs: Number(stats.elapsedSec) * 1e9, rssMB, stats };
+    return { wallNs, fnNs: Number(stats.elapsedSec) * 1e9, rssMB, cpuNs, stats };
   }
 
+  /**
+   * tcprewrite ARGS, wall clock from here. With GNU time installed it runs under
+   * `time -f '%U %S %M'`, which adds one fork+exec (about a millisecond) and gives its CPU time
+   * and peak RSS (wait4's rusage of a child of `time`, so not inflated by this process).
+   */
   tcprewrite(args: string[]): ProcResult {
+    const timeOut = this.ws.out(`time-${this.seq++}.txt`);
+    const useTime = existsSync(GNU_TIME);
+    const [cmd, argv] = useTime ? [GNU_TIME, ['-f', '%U %S %M', '-o', timeOut, TCPREWRITE, ...args]] : [TCPREWRITE, args];
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(TCPREWRITE, args, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 << 20 });
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 << 20 });
     const wallNs = Number(process.hrtime.bigint() - t0);
     if (r.error) throw r.error;
     if (r.status !== 0) throw new Error(`tcprewrite ${args.join(' ')}: exit ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
-    return { wallNs };
+    if (!useTime) return { wallNs };
+    try {
+      const [u, s, m] = readFileSync(timeOut, 'utf8').trim().split('\n').pop()!.split(/\s+/).map(Number);
+      rmSync(timeOut, { force: true });
+      return { wallNs, cpuNs: (u! + s!) * 1e9, rssMB: m! / 1024 };
+    } catch {
+      return { wallNs };
+    }
   }
 }
 
 export const TCPREWRITE = process.env.TCPREWRITE ?? '/usr/bin/tcprewrite';
+const GNU_TIME = '/usr/bin/time';
 
 export function tcprewriteInfo(): { available: boolean; path: string; version: string } {
   if (!existsSync(TCPREWRITE)) {

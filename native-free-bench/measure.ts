@@ -105,14 +105,16 @@ export interface WallRow {
   method: Method;
   /** Attach the run's peak RSS to this row. */
   rss?: boolean;
+  /** Attach the run's CPU time (whole process) to this row. */
+  cpu?: boolean;
   x?: number;
   series?: string;
   workers?: number;
   note?: string;
 }
 
-/** One run: ns for each row key (the whole run), and the peak RSS (MB) if known. */
-export type WallSample = Record<string, number> & { rssMB?: number };
+/** One run: ns for each row key (the whole run), and the peak RSS (MB) and CPU ns if known. */
+export type WallSample = Record<string, number> & { rssMB?: number; cpuNs?: number };
 
 export interface WallCase {
   name: string;
@@ -179,6 +181,10 @@ export function runWall(cases: WallCase[], rounds: number, log: (s: string) => v
       if (row.rss) {
         const rss = p.samples.map((s) => s.rssMB).filter((v): v is number => v !== undefined);
         if (rss.length) res.rssMB = spread(rss);
+      }
+      if (row.cpu) {
+        const cpu = p.samples.map((s) => s.cpuNs).filter((v): v is number => v !== undefined);
+        if (cpu.length) res.cpuNs = spread(cpu.map((v) => v / c.frames));
       }
       out.push(res);
     }

@@ -49,6 +49,8 @@ export interface Result {
   rme?: number;
   /** Peak RSS of the process, MB (memory and process runs). */
   rssMB?: Spread;
+  /** CPU time (user + system, all threads) of the whole process, ns per frame (process runs). */
+  cpuNs?: Spread;
   /** A ratio to a reference (compare section): this / reference. */
   ratio?: { to: string; value: number };
   note?: string;

@@ -31,6 +31,7 @@ export function notesOf(r: Result): string {
   else if (r.status === 'failed') parts.push(`FAILED: ${r.note ?? ''}`);
   else {
     if (r.ratio) parts.push(`${r.ratio.value.toFixed(2)}× ${r.ratio.to}`);
+    if (r.cpuNs) parts.push(`CPU ${fmtNs(r.cpuNs.median)} ns/frame`);
     if (r.rssMB) parts.push(`peak RSS ${r.rssMB.median.toFixed(0)} MB${r.rssMB.n > 1 ? ` (${r.rssMB.min.toFixed(0)}–${r.rssMB.max.toFixed(0)})` : ''}`);
     if (r.note) parts.push(r.note);
   }

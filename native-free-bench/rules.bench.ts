@@ -222,6 +222,36 @@ export function ruleBenchCases(): MicroCase[] {
       );
     }
   }
+  // 2b. The largest set, but packets to only 8 services (cache-warm): separates the algorithm from cache misses.
+  cases.push(
+    lazy(
+      {
+        id: 'rules-kube-3333-hot8',
+        section: 'rules',
+        name: 'kube-proxy KUBE-SERVICES, 3333 services (36670 rules), packets to 8 of them, indexed',
+        framesPerOp: PKTS,
+        bytesPerOp: 0,
+        x: 3333 * 11 + 7,
+        series: 'kube indexed hot',
+      },
+      () => {
+        const rs = compile(kubeServices(3333), true);
+        const skbs = Array.from({ length: PKTS }, (_, k) => {
+          const s = (k & 7) * 397;
+          return skbOf(ip(172, 30, 200, k & 255), ip(172, 21, (s >> 8) & 255, s & 255), 6, 40000 + k, 80, 0, -1);
+        });
+        return () => {
+          let acc = 0;
+          for (let k = 0; k < PKTS; k++) {
+            const s = skbs[k]!;
+            s.mark = 0;
+            acc += rs.run(TABLE_NAT, HOOK_PREROUTING, s) + s.natRange.minIp;
+          }
+          consume(acc);
+        };
+      },
+    ),
+  );
   // 3. Calico: N workload interfaces in the from-workload dispatch chain.
   for (const n of [10, 100, 1000]) {
     cases.push(
@@ -253,60 +283,76 @@ export function ruleBenchCases(): MicroCase[] {
     );
   }
   // 4. The node pipeline: nat PREROUTING (DNAT, 3 endpoints) + filter FORWARD (20 rules) + nat POSTROUTING (MASQUERADE).
-  cases.push(
-    lazy(
-      {
-        id: 'rules-pipeline',
-        section: 'rules',
-        name: 'node pipeline: nat PREROUTING (DNAT, 3 endpoints) + 20-rule filter FORWARD + nat POSTROUTING (MASQUERADE)',
-        framesPerOp: PKTS,
-        bytesPerOp: 0,
-      },
-      () => {
-        const rs = compile(pipeline(), true);
-        const skbs = Array.from({ length: PKTS }, (_, k) => skbOf(ip(172, 30, 3, k & 255), ip(172, 21, 0, 0), 6, 40000 + k, 80, 0, 1, CT_NEW));
-        return () => {
-          let acc = 0;
-          for (let k = 0; k < PKTS; k++) {
-            const s = skbs[k]!;
-            s.mark = 0;
-            acc += rs.run(TABLE_NAT, HOOK_PREROUTING, s);
-            acc += rs.run(TABLE_FILTER, HOOK_FORWARD, s);
-            acc += rs.run(TABLE_NAT, HOOK_POSTROUTING, s);
-          }
-          consume(acc);
-        };
-      },
-    ),
-  );
-  cases.push(
-    lazy(
-      { id: 'rules-filter20', section: 'rules', name: '20-rule filter FORWARD (19 rules visited, ESTABLISHED accept)', framesPerOp: PKTS, bytesPerOp: 0 },
-      () => {
-        const rs = compile(pipeline(), true);
-        const est = Array.from({ length: PKTS }, (_, k) => skbOf(ip(172, 30, 3, k & 255), ip(172, 21, 0, 0), 6, 40000 + k, 80, 0, 1, CT_ESTABLISHED));
-        return () => {
-          let acc = 0;
-          for (let k = 0; k < PKTS; k++) acc += rs.run(TABLE_FILTER, HOOK_FORWARD, est[k]!);
-          consume(acc);
-        };
-      },
-    ),
-  );
+  for (const index of [true, false]) {
+    cases.push(
+      lazy(
+        {
+          id: `rules-pipeline-${index ? 'indexed' : 'linear'}`,
+          section: 'rules',
+          name: `node pipeline: nat PREROUTING (DNAT, 3 endpoints) + 20-rule FORWARD + nat POSTROUTING (MASQUERADE), ${index ? 'indexed' : 'linear'}`,
+          framesPerOp: PKTS,
+          bytesPerOp: 0,
+        },
+        () => {
+          const rs = compile(pipeline(), index);
+          const skbs = Array.from({ length: PKTS }, (_, k) => skbOf(ip(172, 30, 3, k & 255), ip(172, 21, 0, 0), 6, 40000 + k, 80, 0, 1, CT_NEW));
+          return () => {
+            let acc = 0;
+            for (let k = 0; k < PKTS; k++) {
+              const s = skbs[k]!;
+              s.mark = 0;
+              acc += rs.run(TABLE_NAT, HOOK_PREROUTING, s);
+              acc += rs.run(TABLE_FILTER, HOOK_FORWARD, s);
+              acc += rs.run(TABLE_NAT, HOOK_POSTROUTING, s);
+            }
+            consume(acc);
+          };
+        },
+      ),
+    );
+  }
+  for (const index of [true, false]) {
+    cases.push(
+      lazy(
+        {
+          id: `rules-filter20-${index ? 'indexed' : 'linear'}`,
+          section: 'rules',
+          name: `20-rule filter FORWARD, ESTABLISHED accept by rule 19 (${index ? 'indexed: 2 candidates' : 'linear: 19 rules visited'})`,
+          framesPerOp: PKTS,
+          bytesPerOp: 0,
+        },
+        () => {
+          const rs = compile(pipeline(), index);
+          const est = Array.from({ length: PKTS }, (_, k) => skbOf(ip(172, 30, 3, k & 255), ip(172, 21, 0, 0), 6, 40000 + k, 80, 0, 1, CT_ESTABLISHED));
+          return () => {
+            let acc = 0;
+            for (let k = 0; k < PKTS; k++) acc += rs.run(TABLE_FILTER, HOOK_FORWARD, est[k]!);
+            consume(acc);
+          };
+        },
+      ),
+    );
+  }
   return cases;
+}
+
+/** CPU time of this thread in ns (user + system): descheduled time on a busy machine is not counted. */
+function cpuNs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
 }
 
 /** A trivial loop (one typed-array load and add per iteration) to calibrate the machine. */
 function calibrate(): number {
   const a = new Int32Array(1 << 16).map((_, i) => i * 7);
   let acc = 0;
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < 1000; i++) for (let k = 0; k < 10240; k++) acc = (acc + a[(k * 13) & 0xffff]!) | 0;
+  const t0 = cpuNs();
+  for (let i = 0; i < 2000; i++) for (let k = 0; k < 10240; k++) acc = (acc + a[(k * 13) & 0xffff]!) | 0;
   consume(acc);
-  return Number(process.hrtime.bigint() - t0) / (1000 * 10240);
+  return (cpuNs() - t0) / (2000 * 10240);
 }
 
-/** Quick standalone measurement with process.hrtime (median of rounds). */
+/** Quick standalone measurement: CPU time per packet, median (and min) of rounds. */
 function quickTable(): void {
   const quick = process.argv.includes('--quick');
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
@@ -314,25 +360,26 @@ function quickTable(): void {
   const rounds = quick ? 3 : 7;
   const minNs = quick ? 100e6 : 300e6;
   for (let i = 0; i < 3; i++) calibrate();
-  console.log(`calibration: ${calibrate().toFixed(2)} ns per trivial loop iteration (typed-array load + add)`);
+  console.log(`calibration: ${calibrate().toFixed(2)} ns (CPU) per trivial loop iteration (typed-array load + add)`);
   console.log(`${'case'.padEnd(100)} ns/packet (median, min)`);
   for (const c of cases) {
     for (let i = 0; i < 50; i++) c.fn();
     const res: number[] = [];
     for (let r = 0; r < rounds; r++) {
       let ops = 0;
-      const t0 = process.hrtime.bigint();
+      const t0 = cpuNs();
       let t = t0;
-      while (Number(t - t0) < minNs) {
+      while (t - t0 < minNs) {
         c.fn();
         ops++;
-        t = process.hrtime.bigint();
+        t = cpuNs();
       }
-      res.push(Number(t - t0) / (ops * c.framesPerOp));
+      res.push((t - t0) / (ops * c.framesPerOp));
     }
     res.sort((a, b) => a - b);
     console.log(`${c.name.padEnd(100)} ${res[rounds >> 1]!.toFixed(1)}, ${res[0]!.toFixed(1)}`);
   }
+  console.log(`calibration after: ${calibrate().toFixed(2)} ns`);
 }
 
 if (process.argv[1] && /rules\.bench\.(js|ts)$/.test(process.argv[1])) quickTable();

@@ -54,7 +54,7 @@ const program = new Command()
   .option('--quick', 'the quick run (the default)')
   .option('--frames <n>', 'frames of the generated captures for whole-file runs', '1000000')
   .option('--rounds <n>', 'interleaved rounds per figure (default: quick 3, full 7 micro / 5 whole-file)')
-  .option('--max-time <s>', 'benchmark.js maxTime per round, seconds (default: quick 0.05, full 0.5)')
+  .option('--max-time <s>', 'benchmark.js maxTime per round, seconds (default: quick 0.03, full 0.5)')
   .option('--rules <list>', 'rule counts of the rule-match curve', '10,100,1000,10000')
   .option('--conns <list>', 'live connections of the conntrack curve', '1000,10000,100000,1000000')
   .option('--mem-frames <list>', 'frames of the peak-RSS runs (default: quick N,3N; full N,10N)')
@@ -97,7 +97,7 @@ const full = o.full === true;
 const FRAMES = list(o.frames)[0]!;
 const roundsMicro = o.rounds ? list(o.rounds)[0]! : full ? 7 : 3;
 const roundsWall = o.rounds ? list(o.rounds)[0]! : full ? 5 : 3;
-const maxTime = o.maxTime ? Number(o.maxTime) : full ? 0.5 : 0.05;
+const maxTime = o.maxTime ? Number(o.maxTime) : full ? 0.5 : 0.03;
 const only = new Set<Section>(o.only ? (o.only.split(',').map((s) => s.trim()) as Section[]) : ALL_SECTIONS);
 for (const s of only) if (!ALL_SECTIONS.includes(s)) program.error(`--only: unknown section "${s}" (${ALL_SECTIONS.join(', ')})`);
 const memFrames = o.memFrames ? list(o.memFrames) : [FRAMES, (full ? 10 : 3) * FRAMES];
@@ -109,7 +109,7 @@ const log = (s: string): void => {
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 const machine = describeMachine(REPO_ROOT, command);
 const tcprewrite = o.tcprewrite ? tcprewriteInfo() : { available: false, path: '', version: '' };
-const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full ? 5 : 3, minTime: full ? 0 : 0.015, log };
+const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full ? 5 : 3, minTime: full ? 0 : 0.01, log };
 const results: Result[] = [];
 const notes: string[] = [];
 
@@ -227,7 +227,7 @@ const dpemuCase = (name: string, cap: Capture, args: string[], left: boolean, ro
   warm: () => warmPageCache(cap.path),
   run: (): WallSample => {
     const r = procs.dpemu(['--in', cap.path, ...args], { in: cap.frames, left: left ? cap.frames : undefined });
-    return { fn: r.fnNs!, wall: r.wallNs, rssMB: r.rssMB } as WallSample;
+    return { fn: r.fnNs!, wall: r.wallNs, rssMB: r.rssMB, cpuNs: r.cpuNs } as WallSample;
   },
 });
 const fullYamlPath = nodeFile(ws, 'bench-worker.yaml', fullPipelineYaml(20));
@@ -246,11 +246,11 @@ if (only.has('e2e') && mixed && svc) {
     procCases.push(
       dpemuCase(`identity replay, ${wname}`, mixed, ['--out', ws.out(`identity-${w}.pcap`), ...wargs], false, [
         { key: 'fn', id: `e2e-identity-${w}w`, section: 'e2e', name: `identity replay pcap→pcap, ${wname}: replay function`, method: 'hrtime', rss: true, workers: w, series: 'workers:identity replay' },
-        { key: 'wall', id: `e2e-identity-${w}w-process`, section: 'e2e', name: `identity replay, ${wname}: whole \`dpemu replay\` process`, method: 'process', workers: w },
+        { key: 'wall', id: `e2e-identity-${w}w-process`, section: 'e2e', name: `identity replay, ${wname}: whole \`dpemu replay\` process`, method: 'process', workers: w, cpu: true },
       ]),
       dpemuCase(`full node pipeline, ${wname}`, svc, ['--node', fullYamlPath, '--out', ws.out(`node-${w}.pcap`), ...wargs], true, [
         { key: 'fn', id: `e2e-node-${w}w`, section: 'e2e', name: `full node pipeline pcap→pcap, ${wname}: replay function`, method: 'hrtime', rss: true, workers: w, series: 'workers:full node pipeline' },
-        { key: 'wall', id: `e2e-node-${w}w-process`, section: 'e2e', name: `full node pipeline, ${wname}: whole \`dpemu replay\` process`, method: 'process', workers: w },
+        { key: 'wall', id: `e2e-node-${w}w-process`, section: 'e2e', name: `full node pipeline, ${wname}: whole \`dpemu replay\` process`, method: 'process', workers: w, cpu: true },
       ]),
     );
   }
@@ -265,7 +265,7 @@ if (only.has('compare') && mixed) {
   procCases.push(
     dpemuCase('dpemu rewrite', cap, ['--node', rewritePath, '--out', dpemuOut], true, [
       { key: 'fn', id: 'compare-dpemu-fn', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT: replay function`, method: 'hrtime', rss: true },
-      { key: 'wall', id: 'compare-dpemu-process', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT: whole \`dpemu replay\` process`, method: 'process' },
+      { key: 'wall', id: 'compare-dpemu-process', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT: whole \`dpemu replay\` process`, method: 'process', cpu: true },
     ]),
   );
   if (tcprewrite.available) {
@@ -273,12 +273,12 @@ if (only.has('compare') && mixed) {
       name,
       frames: cap.frames,
       bytes: cap.bytes,
-      rows: [{ key: 'wall', id, section: 'compare', name, method: 'process' }],
+      rows: [{ key: 'wall', id, section: 'compare', name, method: 'process', cpu: true, rss: true }],
       warm: () => warmPageCache(cap.path),
       run: () => {
         const r = procs.tcprewrite([...args, `--infile=${cap.path}`, `--outfile=${out}`]);
         if (fileSize(out) < cap.fileBytes * 0.9) throw new Error(`tcprewrite wrote ${fileSize(out)} bytes`);
-        return { wall: r.wallNs } as WallSample;
+        return { wall: r.wallNs, cpuNs: r.cpuNs, rssMB: r.rssMB } as WallSample;
       },
     });
     procCases.push(

@@ -14,8 +14,8 @@ up({ src: '203.0.113.7', dst: '169.61.10.5', id: 1, df: true }, { kind: 'tcp', s
 vm({ src: '10.0.1.10', dst: '203.0.113.7', id: 2, df: true }, { kind: 'tcp', sport: 8443, dport: 40000, seq: 5000, ack: 1001, flags: 'SA' });
 up({ src: '203.0.113.7', dst: '169.61.10.5', id: 3, df: true }, { kind: 'tcp', sport: 40000, dport: 443, seq: 1001, ack: 5001, flags: 'A' });
 up({ src: '203.0.113.7', dst: '169.61.10.5', id: 4, df: true }, { kind: 'tcp', sport: 40000, dport: 443, seq: 1001, ack: 5001, flags: 'PA', payload: 'GET / HTTP/1.1\r\nHost: web\r\n\r\n' });
-// 2. SSH from the internet is rejected with a reset.
-up({ src: '203.0.113.8', dst: '169.61.10.5', id: 5, df: true }, { kind: 'tcp', sport: 40001, dport: 22, seq: 7, flags: 'S' });
+// 2. SSH from the internet straight to a VM is rejected with a reset.
+up({ src: '203.0.113.8', dst: '10.0.1.11', id: 5, df: true }, { kind: 'tcp', sport: 40001, dport: 22, seq: 7, flags: 'S' });
 // 3. The VM resolves a name through the internet: MASQUERADE to the uplink address, reply un-NATed.
 vm({ src: '10.0.1.10', dst: '8.8.8.8', id: 6 }, { kind: 'udp', sport: 53001, dport: 53, payload: new Uint8Array(30) });
 up({ src: '8.8.8.8', dst: '169.61.10.5', id: 7 }, { kind: 'udp', sport: 53, dport: 53001, payload: new Uint8Array(46) });

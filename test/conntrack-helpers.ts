@@ -23,6 +23,7 @@ import {
   NF_NAT_RANGE_PROTO_SPECIFIED,
   Skb,
 } from '../src/netfilter/skb.js';
+import type { Trace } from '../src/netfilter/trace.js';
 import { Prng } from '../src/util/prng.js';
 
 export const ip = parseIpv4;
@@ -192,6 +193,8 @@ export interface WalkOpts {
   outIf?: number;
   nextHop?: number;
   inIf?: number;
+  /** Record the steps (skb.trace). */
+  trace?: Trace;
 }
 
 export interface WalkResult {
@@ -256,6 +259,7 @@ export class Node {
   /** Walk an Skb prepared by the caller (its hook is PREROUTING or OUTPUT). */
   walk(skb: Skb, o: WalkOpts, lastHook: number): WalkResult {
     const res: WalkResult = { skb, verdict: 'accept', natDst: false, natSrc: false };
+    if (o.trace) skb.trace = o.trace;
     if (!this.ct.lookup(skb)) {
       res.verdict = 'conntrack table full';
       return res;

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { CT_ESTABLISHED, CT_INVALID, CT_NEW, IPS_DST_NAT, IPS_SRC_NAT, NAT_MANIP_DST, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY } from '../src/netfilter/skb.js';
+import { Trace } from '../src/netfilter/trace.js';
+import { CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED, IPS_DST_NAT, IPS_SRC_NAT, NAT_MANIP_DST, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY } from '../src/netfilter/skb.js';
 import { bswap32, jhash2Ip, reciprocalScale } from '../src/netfilter/tuple-hash.js';
 import { Prng } from '../src/util/prng.js';
-import { checksumsOk, corruptL4, dnatTo, flowText, icmp, ip, masquerade, netmap, Node, snatTo, tcp, udp } from './conntrack-helpers.js';
+import { checksumsOk, corruptL4, dnatTo, flowText, icmp, ip, masquerade, netmap, Node, skbOf, snatTo, tcp, udp } from './conntrack-helpers.js';
 
 const C = '10.0.0.1';
 const VIP = '172.21.0.10';
@@ -54,6 +55,38 @@ describe('NAT: DNAT', () => {
     const ack = n.forward(tcp(C, 40000, VIP, 3306, 'A', { seq: 1001, ack: 5001 }), 4);
     expect(flowText(ack.skb)).toBe(`${C}:40000 > ${EP}:3306`);
     expect(n.ct.tcpStateName(id)).toBe('ESTABLISHED');
+  });
+
+  it('records the binding and the rewrites in the trace', () => {
+    const n = new Node();
+    const t = new Trace();
+    n.forward(tcp(C, 40000, VIP, 3306, 'S', { seq: 1000 }), 1, { dnat: dnatTo(EP, 3306), trace: t });
+    const text = t.steps.map((s) => s.text);
+    expect(text).toContain('DNAT binding (DNAT --to-destination 10.190.12.6:3306): DNAT 172.21.0.10:3306 -> 10.190.12.6:3306');
+    expect(text).toContain('DNAT 172.21.0.10:3306 -> 10.190.12.6:3306');
+    expect(text).toContain('null binding: 10.0.0.1:40000 unchanged');
+    const r = new Trace();
+    n.forward(tcp(EP, 3306, C, 40000, 'SA', { seq: 5000, ack: 1001 }), 2, { trace: r });
+    expect(r.steps.map((s) => s.text)).toContain('SNAT 10.190.12.6:3306 -> 172.21.0.10:3306 (reply)');
+  });
+
+  it('a TCP reset the node sends for a DNATed SYN it rejects leaves from the VIP (attached, RELATED)', () => {
+    const n = new Node();
+    const syn = skbOf(tcp(C, 40000, VIP, 80, 'S', { seq: 1000 }), 1);
+    n.ct.lookup(syn);
+    syn.natRange.set(dnatTo(EP, 8080));
+    syn.natRangeSet = true;
+    expect(n.nat.needsSetup(syn, NAT_MANIP_DST)).toBe(true);
+    n.nat.setup(syn, NAT_MANIP_DST);
+    n.nat.apply(syn, NAT_MANIP_DST);
+    // FORWARD: REJECT --reject-with tcp-reset: nf_send_reset answers EP:8080 -> C:40000.
+    const rst = n.localOut(tcp(EP, 8080, C, 40000, 'RA', { seq: 0, ack: 1001 }), 1, {}, syn);
+    n.ct.abandon(syn);
+    expect(rst.skb.ctState).toBe(CT_RELATED);
+    expect(rst.natSrc).toBe(true); // RELATED, not ICMP: goes through the nat table (null binding)
+    expect(flowText(rst.skb)).toBe(`${VIP}:80 > ${C}:40000`);
+    expectChecksums(rst.skb.buf);
+    expect(n.ct.count).toBe(0);
   });
 
   it('changes the port with --to-destination ip:port, keeps it without a port', () => {

@@ -10,7 +10,11 @@ describe('IPv4 addresses', () => {
     expect(parseIpv4('0.0.0.0')).toBe(0);
     expect(parseIpv4('192.168.1.2')).toBeGreaterThan(0);
     expect(ipv4ToString(0xc0a80102)).toBe('192.168.1.2');
-    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), (ip) => expect(parseIpv4(ipv4ToString(ip))).toBe(ip)));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (ip) => {
+        expect(parseIpv4(ipv4ToString(ip))).toBe(ip);
+      }),
+    );
   });
 
   it('rejects bad text with the text in the message', () => {

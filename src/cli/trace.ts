@@ -8,7 +8,7 @@ import { CaptureReader } from '../pcap/reader.js';
 import { RecordBatch, LINKTYPE_ETHERNET } from '../pcap/types.js';
 import { buildFrame, parseIpv4, macToString } from '../packet/index.js';
 import { loadNodeConfig } from '../elements/linux/config.js';
-import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
+import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_HELD, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
 import { Trace } from '../netfilter/trace.js';
 import { IngressMap } from '../engine/ingress.js';
 import { UserError, EXIT_USAGE } from './errors.js';
@@ -79,6 +79,7 @@ export function runTrace(packet: string[], opts: TraceCliOptions): void {
   else if (fate === FATE_DELIVERED) out += `Result: delivered locally (${node.reason})\n`;
   else if (fate === FATE_DROPPED) out += `Result: dropped: ${node.reason}\n${sink.out.length ? `Generated:\n${sink.out.map((s) => '  ' + s).join('\n')}\n` : ''}`;
   else if (fate === FATE_ERROR) out += `Result: error: ${node.reason}\n`;
+  else if (fate === FATE_HELD) out += 'Result: fragment held for reassembly (its datagram is not complete yet)\n';
   process.stdout.write(out);
 }
 

@@ -23,12 +23,12 @@ export class Accounting {
   readonly dropped = new Map<string, number>();
   readonly errors = new Map<string, number>();
 
-  drop(reason: string): void {
-    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+  drop(reason: string, n = 1): void {
+    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + n);
   }
 
-  error(kind: string): void {
-    this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
+  error(kind: string, n = 1): void {
+    this.errors.set(kind, (this.errors.get(kind) ?? 0) + n);
   }
 
   droppedTotal(): number {

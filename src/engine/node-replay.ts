@@ -6,7 +6,7 @@ import { CaptureReader } from '../pcap/reader.js';
 import { CaptureWriter } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat } from '../pcap/types.js';
-import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
+import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_HELD, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
 import type { NodeConfig } from '../elements/linux/config.js';
 import { Accounting } from './accounting.js';
 import { IngressMap } from './ingress.js';
@@ -106,14 +106,22 @@ export function replayNode(opts: NodeReplayOptions): NodeReplayResult {
         sink.tsSec = batch.tsSec[i]!;
         sink.tsNsec = batch.tsNsec[i]!;
         const fate = node.receive(batch.buf, off, caplen, batch.origlen[i]!, ifc.linktype, ifc.fcsLen, inIf, batch.tsSec[i]! + batch.tsNsec[i]! * 1e-9, sink);
-        if (fate === FATE_LEFT) acct.left++;
-        else if (fate === FATE_DELIVERED) acct.delivered++;
-        else if (fate === FATE_DROPPED) acct.drop(node.reason);
-        else if (fate === FATE_ERROR) acct.error(node.reason);
-        else acct.error('no outcome (internal)');
+        // A completed datagram also decides the fate of the fragments held before it.
+        const frames = 1 + node.absorbed;
+        if (fate === FATE_LEFT) acct.left += frames;
+        else if (fate === FATE_DELIVERED) acct.delivered += frames;
+        else if (fate === FATE_DROPPED) acct.drop(node.reason, frames);
+        else if (fate === FATE_ERROR) acct.error(node.reason, frames);
+        else if (fate !== FATE_HELD) acct.error('no outcome (internal)', frames);
+        if (node.expiredFragments > 0) {
+          acct.drop('fragments of an incomplete datagram (reassembly timeout or discarded queue)', node.expiredFragments);
+          node.expiredFragments = 0;
+        }
         acct.generated += node.framesGenerated;
       }
     }
+    const held = node.heldFragments();
+    if (held > 0) acct.drop('fragments of an incomplete datagram at the end of the capture', held);
     writer.commit();
   } catch (e) {
     writer.abort();

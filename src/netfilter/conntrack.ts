@@ -3,10 +3,12 @@
  * and the protocol trackers nf_conntrack_proto_{tcp,udp,icmp,gre,generic}.c, Linux 6.x).
  *
  * Storage: parallel typed arrays indexed by entry id (the ConntrackView the rule evaluator's
- * `-m conntrack` reads), a chained hash table over typed arrays with two nodes per entry
+ * `-m conntrack` reads), one 64-byte record per entry for the TCP state, an open-addressing
+ * hash table (linear probing over an Int32Array of (hash, node) slots) with two nodes per entry
  * (node 2*id = original tuple, 2*id+1 = reply tuple, like the kernel's tuplehash[2]), a free
- * list of ids, and no object per entry. Nothing is allocated per packet (the table grows by
- * doubling, which allocates, but only as the number of live entries reaches a new high).
+ * list of ids, and no object per entry. Nothing is allocated per packet (arrays grow by
+ * doubling, which allocates, but only when the number of live entries reaches a new high).
+ * Iteration (ids(), gc) is in id order: deterministic.
  * NOTE for readers of the ConntrackView arrays: they are replaced when the table grows, so read
  * them through this object at each access (`ct.status[id]`), never keep a reference.
  *

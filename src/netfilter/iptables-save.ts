@@ -501,9 +501,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
           ? ' (needs -p tcp/udp or -m tcp/udp before it)'
           : optName === 'icmp-type'
             ? ' (needs -p icmp)'
-            : target === null && rule.target === null
-              ? ''
-              : '';
+            : '';
         ctx.fail(i, `unknown option "${tok}"${hint}`);
       }
       const spec = findOpt(inst.ext.opts, optName)!;

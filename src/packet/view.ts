@@ -6,9 +6,16 @@
  * the capture's snaplen is classified by the returned status (and `malformedReason`).
  *
  * Conventions: offsets are absolute offsets into `buf` (the batch buffer), -1 when absent;
- * numeric fields are 0 when absent unless noted (ICMP ids, whose 0 is a valid value, are -1).
- * IPv4 addresses are unsigned 32-bit numbers in host order. Multi-byte fields are read
- * big-endian (network order) through the caller's DataView.
+ * values are 0 when absent, except those whose 0 is a valid value on the wire (vlanId, the
+ * ICMP type, code, id and sequence number, inner ICMP type and id), which are -1. IPv4
+ * addresses are unsigned 32-bit numbers in host order (10.0.0.1 is 0x0a000001); compare them
+ * with `===` against `>>> 0` values. Multi-byte fields are read big-endian (network order).
+ *
+ * Typical use:
+ *   const st = view.parse(batch.buf, batch.dv, batch.offset[i], batch.caplen[i], linktype, fcsLen, batch.origlen[i]);
+ *   if (st === PARSE_OK || (st === PARSE_TRUNCATED && view.malformedReason === REASON_PAYLOAD_TRUNCATED)) {
+ *     // headers complete: match on view.srcIp, view.dstPort ...; rewrite with rewrite.ts
+ *   }
  */
 
 // Link types (https://www.tcpdump.org/linktypes.html; same values as src/pcap/types.ts, which
@@ -270,8 +277,9 @@ export class PacketView {
   }
 
   /**
-   * Point the view at the frame buf[off, off+caplen) and parse it. `dv` is a DataView over the
-   * same bytes as `buf` (same start). `fcsLen` bytes of FCS end the frame on the wire and are
+   * Point the view at the frame buf[off, off+caplen) and parse it. `dv` is a DataView over
+   * exactly the bytes of `buf` (new DataView(buf.buffer, buf.byteOffset, buf.byteLength), as
+   * RecordBatch keeps it). `fcsLen` bytes of FCS end the frame on the wire and are
    * excluded; `origlen` is the frame's length on the wire (pcap orig_len), which tells a frame
    * cut by the snaplen (PARSE_TRUNCATED) from a malformed one. Returns a PARSE_* status.
    *
@@ -289,7 +297,7 @@ export class PacketView {
     const origEnd = off + origlen - fcsLen;
     let end = off + caplen;
     if (end > origEnd) end = origEnd; // the captured tail is (part of) the FCS
-    if (end > dv.byteLength) end = dv.byteLength; // never read past the buffer, whatever the caller says
+    if (end > buf.length) end = buf.length; // never read past the buffer, whatever the caller says
     if (end < off) end = off;
     this.dataEnd = end;
     this.l2Len = 0;

@@ -1,0 +1,158 @@
+/**
+ * The benchmark suite as a product: it builds, runs end to end in a tiny mode, prints its
+ * table, writes JSON of the documented shape and SVG charts that parse. Behaviour only: no
+ * figure is compared with anything (this machine is shared and noisy).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from './support/cli.js';
+import { xmlProblem } from '../native-free-bench/xml-check.js';
+import { barChart, document, lineChart } from '../native-free-bench/svg.js';
+import type { RunInfo } from '../native-free-bench/model.js';
+
+let dir: string;
+let run: { status: number | null; stdout: string; stderr: string };
+let info: RunInfo;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dpemu-bench-test-'));
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.bench.json')], { cwd: ROOT, encoding: 'utf8' });
+  if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.bench.json failed:\n${tsc.stdout}${tsc.stderr}`);
+  const args = [
+    join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'),
+    '--quick',
+    '--frames', '2000',
+    '--rounds', '1',
+    '--max-time', '0.01',
+    '--rules', '10,100',
+    '--conns', '1000',
+    '--mem-frames', '2000,4000',
+    '--json', join(dir, 'out.json'),
+    '--svg', join(dir, 'charts'),
+    '--tmp', join(dir, 'cache'),
+  ];
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 170_000, maxBuffer: 64 << 20 });
+  run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  if (existsSync(join(dir, 'out.json'))) info = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as RunInfo;
+}, 180_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('benchmark suite (tiny mode)', () => {
+  it('runs to the end and prints one table with targets', () => {
+    expect(run.stderr).toMatch(/done in \d+ s/);
+    expect(run.status, run.stderr.split('\n').slice(-15).join('\n')).toBe(0);
+    expect(run.stdout).toMatch(/^dpemu benchmarks — quick run, 2,000-frame captures/);
+    expect(run.stdout).toMatch(/\ncase +ns\/frame +min–max +Mframes\/s/);
+    expect(run.stdout).toMatch(/\nTargets\n/);
+    expect(run.stdout).not.toMatch(/FAILED/);
+  });
+
+  it('writes JSON with the machine and every section', () => {
+    expect(info.schema).toBe('dpemu-bench/1');
+    expect(info.mode).toBe('quick');
+    expect(info.frames).toBe(2000);
+    const m = info.machine;
+    expect(typeof m.cpu).toBe('string');
+    expect(m.cores).toBeGreaterThan(0);
+    expect(m.node).toBe(process.version);
+    expect(Number.isNaN(Date.parse(m.date))).toBe(false);
+    expect(m.command).toMatch(/^npm run bench -- .*--frames 2000/);
+    const sections = new Set(info.results.map((r) => r.section));
+    for (const s of ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare', 'memory']) expect(sections.has(s as never), s).toBe(true);
+    const ids = new Set(info.results.map((r) => r.id));
+    for (const id of [
+      'parse',
+      'csum-full',
+      'csum-incr',
+      'dnat',
+      'masquerade',
+      'vxlan-encap',
+      'ipip-encap',
+      'vxlan-decap',
+      'ipip-decap',
+      'node-full',
+      'rules-indexed-10',
+      'rules-linear-100',
+      'ct-hit-udp-1000',
+      'ct-miss-1000',
+      'ct-create-1000',
+      'e2e-pcap-read',
+      'e2e-pcap-write',
+      'e2e-pcapng-write-comments',
+      'e2e-identity-1w',
+      'e2e-node-1w',
+      'e2e-node-1w-process',
+      'compare-dpemu-fn',
+      'tcprewrite-ipmap',
+      'mem-node-2000',
+      'mem-node-4000',
+    ]) {
+      expect(ids.has(id), id).toBe(true);
+    }
+    for (const r of info.results) {
+      expect(['ok', 'pending', 'unavailable', 'failed']).toContain(r.status);
+      expect(r.status, `${r.id}: ${r.note}`).not.toBe('failed');
+      if (r.status === 'ok' && r.ns) {
+        expect(r.ns.median, r.id).toBeGreaterThan(0);
+        expect(r.ns.min).toBeLessThanOrEqual(r.ns.median);
+        expect(r.ns.max).toBeGreaterThanOrEqual(r.ns.median);
+        expect(r.fps!.median).toBeCloseTo(1e9 / r.ns.median, 3);
+      }
+    }
+    // Workers 2 and 4: measured, or pending until `dpemu replay --workers` exists.
+    for (const w of [2, 4]) expect(info.results.find((r) => r.id === `e2e-node-${w}w`)?.status).toMatch(/^(ok|pending)$/);
+    // The memory rows carry a peak RSS.
+    for (const id of ['mem-node-2000', 'mem-node-4000']) expect(info.results.find((r) => r.id === id)!.rssMB!.median).toBeGreaterThan(10);
+    // tcprewrite: measured side by side with a ratio, or said to be absent.
+    const t = info.results.find((r) => r.id === 'tcprewrite-ipmap')!;
+    if (info.tcprewrite.available) {
+      expect(t.status).toBe('ok');
+      expect(info.results.find((r) => r.id === 'compare-dpemu-fn')!.ratio!.to).toBe('tcprewrite');
+    } else {
+      expect(t.status).toBe('unavailable');
+    }
+    expect(info.targets.length).toBeGreaterThanOrEqual(4);
+    for (const g of info.targets) expect(typeof g.name).toBe('string');
+  });
+
+  it('draws charts that are well-formed SVG', () => {
+    const files = readdirSync(join(dir, 'charts')).sort();
+    expect(files).toEqual(expect.arrayContaining(['e2e.svg', 'memory.svg', 'scaling-conntrack.svg', 'scaling-rules.svg', 'scaling-workers.svg', 'stages.svg']));
+    for (const f of files) {
+      const text = readFileSync(join(dir, 'charts', f), 'utf8');
+      expect(xmlProblem(text), f).toBeNull();
+      expect(text).toMatch(/<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      expect(text).toMatch(/<\/svg>\s*$/);
+    }
+  });
+
+  it('keeps the capture cache and removes its scratch files', () => {
+    const left = readdirSync(join(dir, 'cache'));
+    expect(left.some((f) => f.endsWith('.pcap'))).toBe(true);
+    expect(left.filter((f) => f.startsWith('run-'))).toEqual([]);
+  });
+});
+
+describe('SVG helpers', () => {
+  it('the XML check rejects what is not well formed', () => {
+    expect(xmlProblem('<svg><g></svg>')).toMatch(/closes/);
+    expect(xmlProblem('<svg a="1" a="2"/>')).toMatch(/twice/);
+    expect(xmlProblem('<svg><text>a & b</text></svg>')).toMatch(/entity/);
+    expect(xmlProblem('<svg x=1/>')).toMatch(/quoted/);
+    expect(xmlProblem('<svg/><svg/>')).toMatch(/second root/);
+    expect(xmlProblem('<?xml version="1.0"?>\n<svg><!-- ok --><text>a &amp; b &lt; c</text></svg>\n')).toBeNull();
+  });
+
+  it('escapes labels and stacks charts into one document', () => {
+    const a = barChart({ title: 'A & <B>', unit: 'x', bars: [{ label: 'r "1" <&>', value: 3, min: 2, max: 4 }, { label: 'pending', value: NaN, note: 'pending' }], log: true });
+    const b = lineChart({ title: 'C', xLabel: 'n', yLabel: 'ns', logX: true, series: [{ name: 's<1>', points: [{ x: 10, y: 5 }, { x: 100, y: 7, min: 6, max: 9 }, { x: 1000, pending: 'pending' }] }] });
+    const svg = document([a, b], 'footer & co');
+    expect(xmlProblem(svg)).toBeNull();
+    expect(svg).toContain('A &amp; &lt;B&gt;');
+    expect(svg).toContain('translate(0 ');
+  });
+});
