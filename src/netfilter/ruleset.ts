@@ -192,7 +192,7 @@ export class Ruleset {
   // ---- rules (global index r) ----
   private readonly code: Int32Array;
   private readonly ruleCode: Int32Array;
-  /** Fast path: the rule's first test inline (PRE_*), then its code from ruleRest. */
+  /** Fast path: the rule's first test inline (PRE_*), then its code from ruleRest (-1: nothing left). */
   private readonly preKind: Uint8Array;
   private readonly preMask: Int32Array;
   private readonly preVal: Int32Array;
@@ -384,6 +384,8 @@ export class Ruleset {
         this.preVal[ri] = code[pc + 1]!;
         this.ruleRest[ri] = pc + 3;
       }
+      // Nothing left after the first test: no call at all.
+      if (code[this.ruleRest[ri]!] === OP_END) this.ruleRest[ri] = -1;
     }
     this.nthInit = Uint32Array.from(nthInit);
     this.nth = Uint32Array.from(nthInit);
@@ -785,6 +787,8 @@ export class Ruleset {
     const preMask = this.preMask;
     const preVal = this.preVal;
     const ruleRest = this.ruleRest;
+    const chainAlways = this.chainAlways;
+    const chainNDims = this.chainNDims;
     const v = skb.v;
     let sp = 0;
     let c = builtin;
@@ -801,11 +805,11 @@ export class Ruleset {
     for (;;) {
       if (enter) {
         enter = false;
-        let off = this.chainAlways[c]!;
+        let off = chainAlways[c]!;
         p0 = off + 1;
         e0 = p0 + pool[off]!;
         p1 = e1 = p2 = e2 = p3 = e3 = 0;
-        const nd = this.chainNDims[c]!;
+        const nd = chainNDims[c]!;
         if (nd !== 0) {
           const at = c * MAX_DIMS;
           off = this.lookupDim(at, skb);
@@ -877,9 +881,12 @@ export class Ruleset {
         const x = base === PRE_SRC ? v.srcIp : base === PRE_DST ? v.dstIp : v.ipProto;
         if (((x & preMask[r]!) === preVal[r]) === (pk > PRE_PROTO)) continue;
       }
-      const m = this.matchRule(ruleRest[r]!, skb);
-      if (m === 0) continue;
-      if (m === 2) return this.hotdrop(r, skb);
+      const rest = ruleRest[r]!;
+      if (rest >= 0) {
+        const m = this.matchRule(rest, skb);
+        if (m === 0) continue;
+        if (m === 2) return this.hotdrop(r, skb);
+      }
       switch (tKind[r]) {
         case T_NONE:
         case T_LOG:

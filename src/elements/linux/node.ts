@@ -789,7 +789,8 @@ export class LinuxNode implements NetfilterEnv {
     const skb = L.skb;
     if (skb.ct < 0) return true;
     if (this.ct.confirm(skb)) return true;
-    this.drop(L, 'conntrack table full (nf_conntrack_max)');
+    // __nf_conntrack_confirm: the tuple clashes with a confirmed entry (or the entry is dying).
+    this.drop(L, 'conntrack confirm: tuple clashes with an existing connection');
     return false;
   }
 
