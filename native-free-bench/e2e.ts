@@ -63,9 +63,12 @@ export function ioCases(ws: Workspace, cap: Capture, templates: readonly Uint8Ar
     }
   };
   const time = (f: () => void): WallSample => {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     f();
-    return { t: Number(process.hrtime.bigint() - t0) };
+    const t = Number(process.hrtime.bigint() - t0);
+    const c = process.cpuUsage(c0);
+    return { t, cpuNs: (c.user + c.system) * 1e3 } as WallSample;
   };
   const outPcap = ws.out('io.pcap');
   const outNg = ws.out('io.pcapng');
@@ -75,7 +78,7 @@ export function ioCases(ws: Workspace, cap: Capture, templates: readonly Uint8Ar
       name: 'pcap read',
       frames,
       bytes: cap.bytes,
-      rows: [{ key: 't', id: 'e2e-pcap-read', section: 'e2e', name: `pcap read, ${F} frames (CaptureReader.next, 4,096-record batches)`, method: 'hrtime' }],
+      rows: [{ key: 't', id: 'e2e-pcap-read', section: 'e2e', name: `pcap read, ${F} frames (CaptureReader.next, 4,096-record batches)`, method: 'hrtime', cpu: true }],
       warm: () => {
         warmPageCache(cap.path);
         read(cap.path, frames);
@@ -86,7 +89,7 @@ export function ioCases(ws: Workspace, cap: Capture, templates: readonly Uint8Ar
       name: 'pcap write',
       frames,
       bytes: tplBytes,
-      rows: [{ key: 't', id: 'e2e-pcap-write', section: 'e2e', name: `pcap write, ${F} frames (writeRecord from one buffer)`, method: 'hrtime' }],
+      rows: [{ key: 't', id: 'e2e-pcap-write', section: 'e2e', name: `pcap write, ${F} frames (writeRecord from one buffer)`, method: 'hrtime', cpu: true }],
       warm: () => write(outPcap, Math.min(frames, 100_000), false),
       run: () => time(() => write(outPcap, frames, false)),
     },
@@ -94,7 +97,7 @@ export function ioCases(ws: Workspace, cap: Capture, templates: readonly Uint8Ar
       name: 'pcapng write with comments',
       frames,
       bytes: tplBytes,
-      rows: [{ key: 't', id: 'e2e-pcapng-write-comments', section: 'e2e', name: `pcapng write with a comment + flags per frame, ${F} frames`, method: 'hrtime' }],
+      rows: [{ key: 't', id: 'e2e-pcapng-write-comments', section: 'e2e', name: `pcapng write with a comment + flags per frame, ${F} frames`, method: 'hrtime', cpu: true }],
       warm: () => write(outNg, Math.min(frames, 100_000), true),
       run: () => time(() => write(outNg, frames, true)),
     },
@@ -193,18 +196,21 @@ export class Procs {
   }
 }
 
-export const TCPREWRITE = process.env.TCPREWRITE ?? '/usr/bin/tcprewrite';
+/** tcprewrite: $TCPREWRITE, else /usr/bin/tcprewrite, else the first on PATH. */
+export let TCPREWRITE = '/usr/bin/tcprewrite';
 const GNU_TIME = '/usr/bin/time';
 
 export function tcprewriteInfo(): { available: boolean; path: string; version: string } {
-  if (!existsSync(TCPREWRITE)) {
-    const r = spawnSync('tcprewrite', ['--version'], { encoding: 'utf8' });
-    if (r.error || r.status !== 0) return { available: false, path: '', version: '' };
+  const candidates = process.env.TCPREWRITE ? [process.env.TCPREWRITE] : ['/usr/bin/tcprewrite', 'tcprewrite'];
+  for (const c of candidates) {
+    const r = spawnSync(c, ['--version'], { encoding: 'utf8' });
+    if (r.error) continue;
+    const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    if (!/tcprewrite/i.test(text)) continue;
+    TCPREWRITE = c;
+    return { available: true, path: c, version: text.split('\n')[0]!.trim() };
   }
-  const r = spawnSync(TCPREWRITE, ['--version'], { encoding: 'utf8' });
-  if (r.error) return { available: false, path: '', version: '' };
-  const first = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
-  return { available: true, path: TCPREWRITE, version: first };
+  return { available: false, path: '', version: '' };
 }
 
 export function nodeFile(ws: Workspace, name: string, yaml: string): string {

@@ -88,6 +88,7 @@ export function runMicro(cases: MicroCase[], o: MicroOptions): Result[] {
     return {
       ...base,
       ns,
+      values: p.ns,
       fps: invert(ns, 1e9),
       mbps: c.bytesPerOp > 0 ? (c.bytesPerOp / c.framesPerOp / ns.median) * 1e3 : undefined,
       samples: p.samples,
@@ -176,8 +177,9 @@ export function runWall(cases: WallCase[], rounds: number, log: (s: string) => v
         out.push({ ...base, status: 'failed', note: p.error || 'no runs' });
         continue;
       }
-      const ns = spread(vals.map((v) => v / c.frames));
-      const res: Result = { ...base, ns, fps: invert(ns, 1e9), mbps: c.bytes > 0 ? (c.bytes / c.frames / ns.median) * 1e3 : undefined };
+      const perFrame = vals.map((v) => v / c.frames);
+      const ns = spread(perFrame);
+      const res: Result = { ...base, ns, values: perFrame, fps: invert(ns, 1e9), mbps: c.bytes > 0 ? (c.bytes / c.frames / ns.median) * 1e3 : undefined };
       if (row.rss) {
         const rss = p.samples.map((s) => s.rssMB).filter((v): v is number => v !== undefined);
         if (rss.length) res.rssMB = spread(rss);

@@ -40,6 +40,8 @@ export interface Result {
   workers?: number;
   /** ns per frame over the rounds. */
   ns?: Spread;
+  /** ns per frame of each round, in round order (the raw figures behind `ns`). */
+  values?: number[];
   /** frames/s over the rounds (1e9 / ns). */
   fps?: Spread;
   /** MB/s of frame data (median). */

@@ -194,8 +194,9 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
   if (ifc < 0) throw new Error(`${id}: no interface ${inIf}`);
   const sink = new CountingSink();
   const now = 1_700_000_000;
+  const fsDv = new DataView(fs.buf.buffer, fs.buf.byteOffset, fs.buf.byteLength);
   for (let i = 0; i < fs.count; i++) {
-    const fate = node.receive(fs.buf, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
+    const fate = node.receive(fs.buf, fsDv, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
     if (fate !== FATE_LEFT) throw new Error(`${id}: frame ${i} did not leave the node: ${node.reason}`);
   }
   const { buf, off, len, count } = fs;
@@ -207,7 +208,7 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
     bytesPerOp: fs.bytes,
     note,
     fn: () => {
-      for (let i = 0; i < count; i++) node.receive(buf, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
+      for (let i = 0; i < count; i++) node.receive(buf, fsDv, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
     },
   };
 }

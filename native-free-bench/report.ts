@@ -9,12 +9,13 @@ const ORDER: Section[] = ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare
 
 const int = (n: number): string => n.toLocaleString('en-US');
 
-function fmtNs(v: number | undefined): string {
+export function fmtNs(v: number | undefined): string {
   if (v === undefined || !Number.isFinite(v)) return '–';
-  if (v >= 1e6) return `${(v / 1e6).toFixed(2)} ms`;
-  if (v >= 1e4) return (v / 1e3).toFixed(1) + ' µs';
-  if (v >= 100) return v.toFixed(0);
-  if (v >= 10) return v.toFixed(1);
+  const a = Math.abs(v);
+  if (a >= 1e6) return `${(v / 1e6).toFixed(2)} ms`;
+  if (a >= 1e4) return (v / 1e3).toFixed(1) + ' µs';
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
   return v.toFixed(2);
 }
 

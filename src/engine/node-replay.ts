@@ -105,7 +105,7 @@ export function replayNode(opts: NodeReplayOptions): NodeReplayResult {
         }
         sink.tsSec = batch.tsSec[i]!;
         sink.tsNsec = batch.tsNsec[i]!;
-        const fate = node.receive(batch.buf, off, caplen, batch.origlen[i]!, ifc.linktype, ifc.fcsLen, inIf, batch.tsSec[i]! + batch.tsNsec[i]! * 1e-9, sink);
+        const fate = node.receive(batch.buf, batch.dv, off, caplen, batch.origlen[i]!, ifc.linktype, ifc.fcsLen, inIf, batch.tsSec[i]! + batch.tsNsec[i]! * 1e-9, sink);
         // A completed datagram also decides the fate of the fragments held before it.
         const frames = 1 + node.absorbed;
         if (fate === FATE_LEFT) acct.left += frames;

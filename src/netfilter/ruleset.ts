@@ -240,6 +240,7 @@ export class Ruleset {
   /** HOW_* of the current path (saved and restored with the jump stack). */
   private curHow = 0;
   private ruleText: string[] | null = null;
+  private readonly altRefs = new Map<number, string>();
 
   /** Parse `iptables-save` text (and optionally `ipset save` text) and compile it. */
   static fromText(iptablesSave: string, opts: RulesetTextOptions): Ruleset {
@@ -947,9 +948,23 @@ export class Ruleset {
   }
 
   private hotdrop(r: number, skb: Skb): number {
-    const x = this.ruleOf[r]!;
-    skb.verdictRef = `${x.table}/${x.chain} rule ${x.num} (line ${x.line}): hotdrop (TCP fragment at offset 8)`;
+    skb.verdictRef = this.altRef(r, 'hotdrop');
     return VERDICT_DROP;
+  }
+
+  /** Verdict references of the rare outcomes, built once per rule. */
+  private altRef(r: number, kind: 'hotdrop' | 'noaddr'): string {
+    const key = kind === 'hotdrop' ? 2 * r : 2 * r + 1;
+    let s = this.altRefs.get(key);
+    if (s === undefined) {
+      const x = this.ruleOf[r]!;
+      s =
+        kind === 'hotdrop'
+          ? `${x.table}/${x.chain} rule ${x.num} (line ${x.line}): hotdrop (TCP fragment at offset 8)`
+          : `${this.verdictRefs[r]} (no address on the input interface: DROP)`;
+      this.altRefs.set(key, s);
+    }
+    return s;
   }
 
   /** Terminal targets: ACCEPT, DROP, REJECT, NAT. */
@@ -981,7 +996,7 @@ export class Ruleset {
         // nf_nat_redirect_ipv4: 127.0.0.1 for local output, else the input device's address.
         const ip = this.hook === HOOK_OUTPUT ? 0x7f000001 : this.env.masqueradeAddress(skb.inIf, 0);
         if (ip === 0) {
-          skb.verdictRef = `${this.verdictRefs[r]} (no address on the input interface)`;
+          skb.verdictRef = this.altRef(r, 'noaddr');
           return VERDICT_DROP;
         }
         const nr = skb.natRange;

@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
+import { copyBytes } from '../util/bytes.js';
 
 export interface WriterOptions {
   format: 'pcap' | 'pcapng';
@@ -85,16 +86,6 @@ const TWO_32 = 4294967296;
 /** Largest second whose ns count still fits the pcapng 64-bit timestamp. */
 const MAX_NG_SEC = Math.floor(Number(0xffffffffffffffffn / 1_000_000_000n)) - 1;
 
-/**
- * Frames up to this many bytes are copied with 32-bit DataView words; longer ones with one
- * Uint8Array.prototype.set from a view. Measured (Node 20, 4 MiB buffers, best of 45 runs):
- *   60-100 B:  DataView words x4-unrolled 26.6 M/s, DataView words 21.9, new Uint8Array view +
- *              set 18.8, set(subarray) 14.6, Buffer.copy 14.1, byte loop 7.6;
- *   128-200 B: DataView words 11.3, view + set 17.9, Buffer.copy 13.6;
- *   1400-1500: DataView words 2.0, view + set 10.9, Buffer.copy 9.4.
- * The crossover is ~110 B; words also avoid the one allocation (the view) that set() needs.
- */
-const WORD_COPY_MAX = 112;
 
 const pad4 = (n: number): number => (n + 3) & ~3;
 
@@ -683,7 +674,7 @@ export class CaptureWriter {
     dv.setUint32(pos + 4, this.ns ? tsNsec : tsNsec / 1000, true);
     dv.setUint32(pos + 8, caplen, true);
     dv.setUint32(pos + 12, origlen, true);
-    copyFrame(this.out, dv, pos + 16, buf, sdv, off, caplen);
+    copyBytes(this.out, dv, pos + 16, buf, sdv, off, caplen);
     this.pos = pos + need;
     this.records++;
   }
@@ -718,7 +709,7 @@ export class CaptureWriter {
     dv.setUint32(pos + 24, origlen, true);
     // Zero the last (padding) word first; the frame copy then overwrites its data bytes.
     if (padded !== caplen) dv.setUint32(pos + 24 + padded, 0, true);
-    copyFrame(this.out, dv, pos + 28, buf, sdv, off, caplen);
+    copyBytes(this.out, dv, pos + 28, buf, sdv, off, caplen);
     let p = pos + 28 + padded;
     if (flags !== 0) {
       dv.setUint16(p, OPT_EPB_FLAGS, true);
@@ -1045,32 +1036,6 @@ function validateInterface(where: string, i: OutputInterface, format: 'pcap' | '
   }
 }
 
-/**
- * Copy `len` frame bytes from src[off..] to out[pos..].
- *
- * Frames of ≤ WORD_COPY_MAX bytes (most: 60–100 B) are copied as 32-bit words through the
- * output's long-lived DataView and the source's (one per source buffer), then 0–3 tail bytes.
- * This allocates nothing and was the fastest method measured for small frames (see
- * WORD_COPY_MAX); Uint8Array.prototype.set needs a source view (subarray or new Uint8Array),
- * i.e. one allocation plus a call into the runtime, and wins only above ~110 B where its
- * memcpy pays off. Buffer.copy builds the same view internally on Node 20 and is slower.
- */
-function copyFrame(out: Buffer, dv: DataView, pos: number, src: Uint8Array, sdv: DataView, off: number, len: number): void {
-  if (len <= WORD_COPY_MAX) {
-    let i = 0;
-    const w16 = len - 16;
-    for (; i <= w16; i += 16) {
-      dv.setUint32(pos + i, sdv.getUint32(off + i, true), true);
-      dv.setUint32(pos + i + 4, sdv.getUint32(off + i + 4, true), true);
-      dv.setUint32(pos + i + 8, sdv.getUint32(off + i + 8, true), true);
-      dv.setUint32(pos + i + 12, sdv.getUint32(off + i + 12, true), true);
-    }
-    for (; i + 4 <= len; i += 4) dv.setUint32(pos + i, sdv.getUint32(off + i, true), true);
-    for (; i < len; i++) out[pos + i] = src[off + i]!;
-  } else {
-    out.set(new Uint8Array(src.buffer, src.byteOffset + off, len), pos);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // ESP SA decryption secrets (SEMANTICS.md §3.4)

@@ -59,6 +59,7 @@ import {
 } from '../../netfilter/skb.js';
 import { Trace } from '../../netfilter/trace.js';
 import { Prng } from '../../util/prng.js';
+import { copyBytes } from '../../util/bytes.js';
 import { IP_DF, IP_MF, writeEthernet, writeIpv4Header } from '../../tunnels/ipv4-header.js';
 import { innerFlowHash, udpFlowSrcPort, VXLAN_FLAG_I, VXLAN_OVERHEAD, vxlanEncap, type VxlanParams } from '../../tunnels/vxlan.js';
 import { IPIP_OVERHEAD, ipipEncap } from '../../tunnels/ipip.js';
@@ -232,6 +233,7 @@ export class LinuxNode implements NetfilterEnv {
    */
   receive(
     frame: Uint8Array,
+    frameDv: DataView,
     off: number,
     caplen: number,
     origlen: number,
@@ -248,7 +250,7 @@ export class LinuxNode implements NetfilterEnv {
     this.framesOut = 0;
     this.framesGenerated = 0;
     this.absorbed = 0;
-    this.notes.length = 0;
+    if (this.notes.length !== 0) this.notes.length = 0;
     const L = this.level(0);
     L.fromInput = true;
     L.fragMax = 0;
@@ -258,7 +260,7 @@ export class LinuxNode implements NetfilterEnv {
       return this.fate;
     }
     const buf = L.buf;
-    for (let i = 0; i < len; i++) buf[HEADROOM + i] = frame[off + i]!;
+    copyBytes(buf, L.dv, HEADROOM, frame, frameDv, off, len);
     const skb = L.skb;
     skb.reset(buf, L.dv, inIf, nowSec);
     skb.trace = trace;
