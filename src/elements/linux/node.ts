@@ -160,7 +160,8 @@ export class LinuxNode implements NetfilterEnv {
     }
     this.neigh = cfg.interfaces.map(() => new Map());
     const idx = new Map(cfg.interfaces.map((i) => [i.name, i.index]));
-    for (const n of cfg.neighbors) this.neigh[idx.get(n.dev)!]!.set(n.ip, n.mac);
+    // int32 keys: V8 hashes small integers fast; uint32 values >= 2^31 would be heap doubles.
+    for (const n of cfg.neighbors) this.neigh[idx.get(n.dev)!]!.set(n.ip | 0, n.mac);
     const [lo, hi] = cfg.sysctls.localPortRange;
     this.vxlanParams = cfg.interfaces.map((i) =>
       i.vxlan
@@ -662,7 +663,7 @@ export class LinuxNode implements NetfilterEnv {
     const skb = L.skb;
     const ifc = this.ifaces[skb.outIf]!;
     if (ifc.kind === 'ether') {
-      const mac = this.neigh[ifc.index]!.get(skb.nextHop);
+      const mac = this.neigh[ifc.index]!.get(skb.nextHop | 0);
       if (mac === undefined) return this.drop(L, `no neighbour entry for ${ipv4ToString(skb.nextHop)} on ${ifc.name} (dpemu does not model ARP: add it to neighbors)`);
       const off = ipOff - 14;
       writeEthernet(L.buf, off, mac, ifc.mac!, 0x0800);
@@ -673,7 +674,7 @@ export class LinuxNode implements NetfilterEnv {
     if (ifc.kind === 'vxlan') {
       const p = this.vxlanParams[ifc.index]!;
       if (p.remote === 0) return this.drop(L, `${ifc.name}: no remote VTEP (dpemu models only "remote")`);
-      const mac = this.neigh[ifc.index]!.get(skb.nextHop);
+      const mac = this.neigh[ifc.index]!.get(skb.nextHop | 0);
       if (mac === undefined) return this.drop(L, `no neighbour entry for ${ipv4ToString(skb.nextHop)} on ${ifc.name} (add it to neighbors)`);
       const ethOff = ipOff - 14;
       writeEthernet(L.buf, ethOff, mac, ifc.mac!, 0x0800);

@@ -10,6 +10,9 @@ import { prefixMask } from '../../packet/addr.js';
 import { ADDRTYPE_BROADCAST, ADDRTYPE_LOCAL, ADDRTYPE_MULTICAST, ADDRTYPE_UNICAST } from '../../netfilter/env.js';
 import type { InterfaceConfig, RouteConfig, RouteType } from './config.js';
 
+const CACHE_BITS = 12;
+const CACHE_SIZE = 1 << CACHE_BITS;
+
 export const RT_UNICAST = 0;
 export const RT_LOCAL = 1;
 export const RT_BLACKHOLE = 2;
@@ -43,6 +46,7 @@ const TYPE_OF: Record<RouteType, number> = {
 class LpmTable {
   /** Prefix lengths present, longest first. */
   private lengths: number[] = [];
+  /** int32 masks (prefixMask | 0) so that `ip & mask` is the int32 key. */
   private masks: number[] = [];
   private byLen: Map<number, Route>[] = [];
 
@@ -53,17 +57,19 @@ class LpmTable {
       this.byLen[r.prefix] = m;
       this.lengths.push(r.prefix);
       this.lengths.sort((a, b) => b - a);
-      this.masks = this.lengths.map(prefixMask);
+      this.masks = this.lengths.map((l) => prefixMask(l) | 0);
     }
-    const old = m.get(r.dst);
+    // Keys are int32 (not uint32): V8 hashes small integers fast, numbers >= 2^31 are heap doubles.
+    const key = r.dst | 0;
+    const old = m.get(key);
     // Same prefix twice: the lower metric wins (the kernel keeps both and prefers the lower metric).
-    if (old === undefined || r.metric < old.metric) m.set(r.dst, r);
+    if (old === undefined || r.metric < old.metric) m.set(key, r);
   }
 
   lookup(ip: number): Route | undefined {
     const lengths = this.lengths;
     for (let i = 0; i < lengths.length; i++) {
-      const r = this.byLen[lengths[i]!]!.get((ip & this.masks[i]!) >>> 0);
+      const r = this.byLen[lengths[i]!]!.get(ip & this.masks[i]!);
       if (r !== undefined) return r;
     }
     return undefined;
@@ -120,9 +126,24 @@ export class RoutingTable {
     }
   }
 
+  /**
+   * A direct-mapped cache of lookups (the table never changes after construction): most
+   * traffic goes to few destinations, and a hit costs one typed-array read and one compare.
+   */
+  private readonly cacheKey = new Int32Array(CACHE_SIZE);
+  private readonly cacheOk = new Uint8Array(CACHE_SIZE);
+  private readonly cacheRoute: (Route | undefined)[] = new Array(CACHE_SIZE).fill(undefined);
+
   /** fib_lookup: the local table first, then main. undefined = no route (ENETUNREACH). */
   lookup(dst: number): Route | undefined {
-    return this.local.lookup(dst) ?? this.main.lookup(dst);
+    const k = dst | 0;
+    const slot = (Math.imul(k, 0x9e3779b1) >>> (32 - CACHE_BITS)) & (CACHE_SIZE - 1);
+    if (this.cacheOk[slot] === 1 && this.cacheKey[slot] === k) return this.cacheRoute[slot];
+    const r = this.local.lookup(dst) ?? this.main.lookup(dst);
+    this.cacheKey[slot] = k;
+    this.cacheOk[slot] = 1;
+    this.cacheRoute[slot] = r;
+    return r;
   }
 
   /** inet_addr_type: only the local table speaks; anything else is UNICAST. */
