@@ -137,6 +137,7 @@ export function charts(info: RunInfo): { file: string; chart: Chart }[] {
   {
     const bars: Bar[] = [];
     const groups: [string, Result[], string][] = [
+      ['Capture I/O (whole files)', by('e2e').filter((r) => /^e2e-pcap/.test(r.id)), COLORS[1]!],
       ['Per stage (in memory)', by('stage'), COLORS[0]!],
       ['Linux node, per frame (no file I/O)', by('node'), COLORS[2]!],
       ['Rule match, indexed', by('rules').filter((r) => r.series === 'indexed'), COLORS[3]!],
@@ -147,7 +148,7 @@ export function charts(info: RunInfo): { file: string; chart: Chart }[] {
   }
   // End to end.
   {
-    const rows = [...by('e2e'), ...by('compare')];
+    const rows = [...by('e2e').filter((r) => !/^e2e-pcap/.test(r.id)), ...by('compare')];
     const bars = rows.filter((r) => r.status !== 'pending').map((r) => bar(r, r.id.startsWith('tcprewrite') ? COLORS[1] : r.method === 'process' ? COLORS[5] : COLORS[0]));
     if (bars.length) {
       out.push({
@@ -284,7 +285,7 @@ export function markdown(info: RunInfo, chartFiles: string[]): string {
     L.push('');
     L.push('| part | ns/frame |');
     L.push('|---|---:|');
-    for (const b of info.breakdown) L.push(`| ${mdEsc(b.name)} | ${fmtNs(b.ns)} |`);
+    for (const b of info.breakdown) L.push(`| ${mdEsc(b.name).replace(/^ {2}/, '&emsp;')} | ${fmtNs(b.ns)} |`);
     L.push('');
   }
   L.push('## Results');

@@ -291,8 +291,7 @@ function encapCases(mixed: readonly Uint8Array[]): MicroCase[] {
       mixed.map((f) => f.subarray(14)),
       64,
     );
-    const ipViews = parseAll(ip, LINKTYPE_IPV4);
-    void ipViews;
+    parseAll(ip, LINKTYPE_IPV4); // every packet must parse as raw IPv4
     const p = { ttl: 0, tos: 'inherit' as const };
     let id = 0;
     out.push({

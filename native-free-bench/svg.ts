@@ -28,6 +28,7 @@ function text(x: number, y: number, s: string, attrs = ''): string {
 /** Human number: 1.23k, 4.5M; small values with 2–3 significant digits. */
 export function human(v: number): string {
   if (!Number.isFinite(v)) return '–';
+  if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 1e9) return `${+(v / 1e9).toPrecision(3)}G`;
   if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M`;
@@ -115,7 +116,7 @@ export function barChart(s: BarChartSpec): Chart {
   out.push(`<line x1="${x0}" y1="${yAxis}" x2="${x1}" y2="${yAxis}" stroke="#333" stroke-width="1"/>`);
   out.push(text((x0 + x1) / 2, yAxis + 34, `${s.unit}${s.log ? ' (log scale)' : ''}`, `font-size="12" text-anchor="middle" fill="#333"`));
   let y = top + 4;
-  s.bars.forEach((b, i) => {
+  s.bars.forEach((b) => {
     if (b.group) {
       out.push(text(10, y + 14, b.group, `font-size="12" font-weight="bold" fill="#222"`));
       y += rowH;
@@ -135,7 +136,6 @@ export function barChart(s: BarChartSpec): Chart {
     } else {
       out.push(text(x0 + 4, y + 14, b.note ?? 'n/a', `font-size="11" font-style="italic" fill="#888"`));
     }
-    void i;
     y += rowH;
   });
   (s.refs ?? []).forEach((r, k) => {

@@ -8,15 +8,24 @@
  * fragment at offset 8, as tcp_mt) drops the packet.
  *
  * Speed. Each rule is a run of opcodes with arguments in one Int32Array, interpreted by a
- * single switch (no closures, nothing allocated per packet). iptables is linear; dpemu is not:
- * a chain of 8 or more rules is indexed by up to three "dimensions" (exact /32 destination or
- * source, (protocol, destination port), input or output interface) chosen per chain by how many
- * rules they take out of the linear list. A packet visits only the candidate rules of its keys,
+ * single switch (no closures, nothing allocated per packet); a rule's first IP-header test
+ * (source, destination or protocol) is done inline before the interpreter is called, and a rule
+ * with nothing else to test is never passed to it. iptables is linear; dpemu is not: a chain of
+ * 8 or more rules is indexed by up to three "dimensions" (exact /32 destination or source,
+ * (protocol, destination port), input or output interface) chosen per chain by how many rules
+ * they take out of the linear list. A packet visits only the candidate rules of its keys,
  * merged in rule order with the rules no index holds, so first-match semantics are unchanged.
  * A rule is only indexed on a predicate that the kernel evaluates before any match with side
  * effects (statistic counters and random draws, recent lists), and non-first fragments use the
  * full list of the port dimension (tcp_mt's hotdrop), so the set of evaluated side effects is
- * exactly the kernel's.
+ * exactly the kernel's. Smaller chains are walked rule by rule.
+ *
+ * NAT ranges say `how` the decision was reached: the last `statistic` (nth / random) or
+ * `recent --rcheck/--update` evaluated on the path to the NAT target, matched or not (the last
+ * endpoint of a kube-proxy service is chosen by the random draws that failed for the others).
+ *
+ * A Ruleset holds per-rule state (statistic counters, recent lists) and is not re-entrant: one
+ * instance per emulated node, used by one thread in packet order.
  *
  * Tracing (skb.trace non-null) runs the linear evaluator and records every chain, rule
  * (match / no match), target, return and policy, with line numbers and comments.
@@ -112,14 +121,10 @@ const OP_ADDRTYPE = 26; // srcMask dstMask flags
 const OP_SET = 27; // setIndex dirs dim inv
 const OP_RPFILTER = 28; // flags inv
 
-// First-test kinds of the fast path (PRE_*_INV: the test is inverted).
-const PRE_NONE = 0;
+// First-test operands of the fast path (index into Ruleset.keys).
 const PRE_SRC = 1;
 const PRE_DST = 2;
 const PRE_PROTO = 3;
-const PRE_SRC_INV = 4;
-const PRE_DST_INV = 5;
-const PRE_PROTO_INV = 6;
 
 const MPORT_SRC = 1;
 const MPORT_DST = 2;
@@ -167,8 +172,8 @@ const INDEX_MIN_GAIN = 4;
 const INDEX_MAX_PORTS = 64;
 const MAX_DIMS = 3;
 
-/** Frame of the jump stack: chain, how, then (pos, end) of up to 4 candidate lists. */
-const FRAME = 10;
+/** Frame of the jump stack: chain, how, direct, then (pos, end) of up to 4 candidate lists. */
+const FRAME = 11;
 
 interface RecentInfo {
   table: RecentTable;
@@ -194,6 +199,7 @@ export class Ruleset {
   private readonly ruleCode: Int32Array;
   /** Fast path: the rule's first test inline (PRE_*), then its code from ruleRest (-1: nothing left). */
   private readonly preKind: Uint8Array;
+  private readonly preInv: Uint8Array;
   private readonly preMask: Int32Array;
   private readonly preVal: Int32Array;
   private readonly ruleRest: Int32Array;
@@ -217,7 +223,6 @@ export class Ruleset {
   private readonly chainDimType: Int32Array;
   private readonly chainDimMap: (IntMap | Int32Array | null)[];
   private readonly chainDimAll: Int32Array;
-  private readonly chainLinear: Int32Array;
   private readonly pool: Int32Array;
   /** Built-in chain of (table, hook), or -1. */
   private readonly hookChain: Int32Array;
@@ -240,6 +245,8 @@ export class Ruleset {
   /** HOW_* of the current path (saved and restored with the jump stack). */
   private curHow = 0;
   private ruleText: string[] | null = null;
+  /** First-test operands of the packet being evaluated: [unused, src, dst, proto]. */
+  private readonly keys = new Int32Array(4);
   private readonly altRefs = new Map<number, string>();
 
   /** Parse `iptables-save` text (and optionally `ipset save` text) and compile it. */
@@ -367,6 +374,7 @@ export class Ruleset {
     }
     this.code = Int32Array.from(code);
     this.preKind = new Uint8Array(nr);
+    this.preInv = new Uint8Array(nr);
     this.preMask = new Int32Array(nr);
     this.preVal = new Int32Array(nr);
     this.ruleRest = new Int32Array(nr);
@@ -375,12 +383,14 @@ export class Ruleset {
       const op = code[pc]!;
       this.ruleRest[ri] = pc;
       if (op === OP_SRC || op === OP_DST) {
-        this.preKind[ri] = (op === OP_SRC ? PRE_SRC : PRE_DST) + (code[pc + 3] === 1 ? 3 : 0);
+        this.preKind[ri] = op === OP_SRC ? PRE_SRC : PRE_DST;
+        this.preInv[ri] = code[pc + 3]!;
         this.preMask[ri] = code[pc + 1]!;
         this.preVal[ri] = code[pc + 2]!;
         this.ruleRest[ri] = pc + 4;
       } else if (op === OP_PROTO) {
-        this.preKind[ri] = code[pc + 2] === 1 ? PRE_PROTO_INV : PRE_PROTO;
+        this.preKind[ri] = PRE_PROTO;
+        this.preInv[ri] = code[pc + 2]!;
         this.preMask[ri] = -1;
         this.preVal[ri] = code[pc + 1]!;
         this.ruleRest[ri] = pc + 3;
@@ -401,7 +411,6 @@ export class Ruleset {
       return off;
     };
     this.chainAlways = new Int32Array(nc);
-    this.chainLinear = new Int32Array(nc);
     this.chainNDims = new Uint8Array(nc);
     this.chainDimType = new Int32Array(nc * MAX_DIMS);
     this.chainDimAll = new Int32Array(nc * MAX_DIMS).fill(-1);
@@ -409,13 +418,10 @@ export class Ruleset {
     for (let c = 0; c < nc; c++) {
       const first = this.chainFirst[c]!;
       const count = this.chainCount[c]!;
+      // Chains without index are walked by rule id; only indexed chains have lists.
+      if (!this.indexed || count < INDEX_MIN_RULES) continue;
       const all: number[] = [];
       for (let k = 0; k < count; k++) all.push(first + k);
-      this.chainLinear[c] = addList(all);
-      if (!this.indexed || count < INDEX_MIN_RULES) {
-        this.chainAlways[c] = this.chainLinear[c]!;
-        continue;
-      }
       this.buildIndex(c, all, rules, names.length, addList);
     }
     this.pool = Int32Array.from(pool);
@@ -785,15 +791,25 @@ export class Ruleset {
     const stack = this.stack;
     const tKind = this.tKind;
     const preKind = this.preKind;
+    const preInv = this.preInv;
     const preMask = this.preMask;
     const preVal = this.preVal;
     const ruleRest = this.ruleRest;
     const chainAlways = this.chainAlways;
     const chainNDims = this.chainNDims;
+    // The first-test operands: [-, src, dst, proto]. The packet does not change during a
+    // traversal (targets only set the mark and NAT ranges), so they are read once.
+    const keys = this.keys;
     const v = skb.v;
+    keys[1] = v.srcIp | 0;
+    keys[2] = v.dstIp | 0;
+    keys[3] = v.ipProto;
     let sp = 0;
     let c = builtin;
     this.curHow = 0;
+    // A chain without index walks rule ids p0..e0 directly (direct = 1); an indexed chain merges
+    // up to four candidate lists of the pool (the unindexed rules and one per dimension).
+    let direct = 0;
     let p0 = 0;
     let e0 = 0;
     let p1 = 0;
@@ -806,12 +822,17 @@ export class Ruleset {
     for (;;) {
       if (enter) {
         enter = false;
-        let off = chainAlways[c]!;
-        p0 = off + 1;
-        e0 = p0 + pool[off]!;
-        p1 = e1 = p2 = e2 = p3 = e3 = 0;
         const nd = chainNDims[c]!;
-        if (nd !== 0) {
+        if (nd === 0) {
+          direct = 1;
+          p0 = this.chainFirst[c]!;
+          e0 = p0 + this.chainCount[c]!;
+        } else {
+          direct = 0;
+          let off = chainAlways[c]!;
+          p0 = off + 1;
+          e0 = p0 + pool[off]!;
+          p1 = e1 = p2 = e2 = p3 = e3 = 0;
           const at = c * MAX_DIMS;
           off = this.lookupDim(at, skb);
           if (off >= 0) {
@@ -834,54 +855,57 @@ export class Ruleset {
           }
         }
       }
-      // Next candidate: the smallest rule index at the heads of the lists.
-      let r = 0x7fffffff;
-      let which = -1;
-      if (p0 < e0) {
-        r = pool[p0]!;
-        which = 0;
+      let r = -1;
+      if (direct === 1) {
+        if (p0 < e0) r = p0++;
+      } else {
+        // Next candidate: the smallest rule id at the heads of the lists.
+        r = 0x7fffffff;
+        let which = -1;
+        if (p0 < e0) {
+          r = pool[p0]!;
+          which = 0;
+        }
+        if (p1 < e1 && pool[p1]! < r) {
+          r = pool[p1]!;
+          which = 1;
+        }
+        if (p2 < e2 && pool[p2]! < r) {
+          r = pool[p2]!;
+          which = 2;
+        }
+        if (p3 < e3 && pool[p3]! < r) {
+          r = pool[p3]!;
+          which = 3;
+        }
+        if (which === 0) p0++;
+        else if (which === 1) p1++;
+        else if (which === 2) p2++;
+        else if (which === 3) p3++;
+        else r = -1;
       }
-      if (p1 < e1 && pool[p1]! < r) {
-        r = pool[p1]!;
-        which = 1;
-      }
-      if (p2 < e2 && pool[p2]! < r) {
-        r = pool[p2]!;
-        which = 2;
-      }
-      if (p3 < e3 && pool[p3]! < r) {
-        r = pool[p3]!;
-        which = 3;
-      }
-      if (which < 0) {
+      if (r < 0) {
         // End of chain: the policy at the bottom of the stack, else return to the caller.
         if (sp === 0) return this.policy(builtin, skb);
         sp--;
         const f = sp * FRAME;
         c = stack[f]!;
         this.curHow = stack[f + 1]!;
-        p0 = stack[f + 2]!;
-        e0 = stack[f + 3]!;
-        p1 = stack[f + 4]!;
-        e1 = stack[f + 5]!;
-        p2 = stack[f + 6]!;
-        e2 = stack[f + 7]!;
-        p3 = stack[f + 8]!;
-        e3 = stack[f + 9]!;
+        direct = stack[f + 2]!;
+        p0 = stack[f + 3]!;
+        e0 = stack[f + 4]!;
+        p1 = stack[f + 5]!;
+        e1 = stack[f + 6]!;
+        p2 = stack[f + 7]!;
+        e2 = stack[f + 8]!;
+        p3 = stack[f + 9]!;
+        e3 = stack[f + 10]!;
         continue;
       }
-      if (which === 0) p0++;
-      else if (which === 1) p1++;
-      else if (which === 2) p2++;
-      else p3++;
 
       // The rule's first test (an address or the protocol) inline, the rest in matchRule.
       const pk = preKind[r]!;
-      if (pk !== PRE_NONE) {
-        const base = pk > PRE_PROTO ? pk - 3 : pk;
-        const x = base === PRE_SRC ? v.srcIp : base === PRE_DST ? v.dstIp : v.ipProto;
-        if (((x & preMask[r]!) === preVal[r]) === (pk > PRE_PROTO)) continue;
-      }
+      if (pk !== 0 && ((keys[pk]! & preMask[r]!) === preVal[r]) === (preInv[r] === 1)) continue;
       const rest = ruleRest[r]!;
       if (rest >= 0) {
         const m = this.matchRule(rest, skb);
@@ -902,14 +926,15 @@ export class Ruleset {
           const f = sp * FRAME;
           stack[f] = c;
           stack[f + 1] = this.curHow;
-          stack[f + 2] = p0;
-          stack[f + 3] = e0;
-          stack[f + 4] = p1;
-          stack[f + 5] = e1;
-          stack[f + 6] = p2;
-          stack[f + 7] = e2;
-          stack[f + 8] = p3;
-          stack[f + 9] = e3;
+          stack[f + 2] = direct;
+          stack[f + 3] = p0;
+          stack[f + 4] = e0;
+          stack[f + 5] = p1;
+          stack[f + 6] = e1;
+          stack[f + 7] = p2;
+          stack[f + 8] = e2;
+          stack[f + 9] = p3;
+          stack[f + 10] = e3;
           sp++;
           c = this.tArg[r]!;
           enter = true;
@@ -925,14 +950,15 @@ export class Ruleset {
           const f = sp * FRAME;
           c = stack[f]!;
           this.curHow = stack[f + 1]!;
-          p0 = stack[f + 2]!;
-          e0 = stack[f + 3]!;
-          p1 = stack[f + 4]!;
-          e1 = stack[f + 5]!;
-          p2 = stack[f + 6]!;
-          e2 = stack[f + 7]!;
-          p3 = stack[f + 8]!;
-          e3 = stack[f + 9]!;
+          direct = stack[f + 2]!;
+          p0 = stack[f + 3]!;
+          e0 = stack[f + 4]!;
+          p1 = stack[f + 5]!;
+          e1 = stack[f + 6]!;
+          p2 = stack[f + 7]!;
+          e2 = stack[f + 8]!;
+          p3 = stack[f + 9]!;
+          e3 = stack[f + 10]!;
           continue;
         }
         default:

@@ -28,7 +28,7 @@ import {
 import { Conntrack } from '../../netfilter/conntrack.js';
 import { Nat } from '../../netfilter/nat.js';
 import { Ruleset } from '../../netfilter/ruleset.js';
-import { ADDRTYPE_BROADCAST, ADDRTYPE_LOCAL, type NetfilterEnv } from '../../netfilter/env.js';
+import { ADDRTYPE_BROADCAST, ADDRTYPE_LOCAL, RPF_ACCEPT_LOCAL, RPF_LOOSE, type NetfilterEnv } from '../../netfilter/env.js';
 import {
   CT_INVALID,
   CT_UNTRACKED,
@@ -209,6 +209,20 @@ export class LinuxNode implements NetfilterEnv {
 
   masqueradeAddress(outIf: number, nextHop: number): number {
     return this.routing.selectAddr(outIf, nextHop);
+  }
+
+  /**
+   * ipt_rpfilter.c rpfilter_mt / rpfilter_lookup_reverse: route the source back; the packet
+   * passes when that route is unicast through the interface it came in on (any interface with
+   * --loose), or local with --accept-local. A 0.0.0.0 source to a broadcast or local multicast
+   * destination (DHCP) passes. Policy routing by mark is not modelled, so --validmark changes nothing.
+   */
+  rpfilter(src: number, dst: number, inIf: number, _mark: number, flags: number): boolean {
+    if (src === 0 && (dst === 0xffffffff || dst >>> 8 === 0xe00000)) return true;
+    const r = this.routing.lookup(src);
+    if (r === undefined) return false;
+    if (r.type !== 0 && (r.type !== RT_LOCAL || (flags & RPF_ACCEPT_LOCAL) === 0)) return false;
+    return r.outIf === inIf || (flags & RPF_LOOSE) !== 0;
   }
 
   // ---- entry points -------------------------------------------------------------------------
