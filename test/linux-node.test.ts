@@ -102,7 +102,7 @@ describe('linux node', () => {
     w.commit();
     const r = runTool('tshark', ['-r', path, '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE', '-o', 'udp.check_checksum:TRUE', '-T', 'fields', '-e', 'frame.protocols', '-e', 'ip.checksum.status', '-e', 'udp.checksum.status', '-e', 'tcp.checksum.status', '-e', 'vxlan.vni', '-e', '_ws.malformed']);
     expect(r.status).toBe(0);
-    const lines = r.stdout.trim().split('\n');
+    const lines = r.stdout.split('\n');
     // Checksum status: 0 bad, 1 good, 2 unverified (tshark's proto_checksum_enum_e).
     const [p0, ip0, udp0, , , mal0] = lines[0]!.split('\t');
     expect(p0).toMatch(/^eth:ethertype:ip:ip:udp/);

@@ -1,0 +1,183 @@
+/**
+ * Serialising records into file bytes: pcap records and pcapng Enhanced Packet Blocks, exactly
+ * as CaptureWriter writes them (writeRecord, writeBatch; SEMANTICS.md §7.1, §7.2), but into a
+ * caller's buffer and as pure functions of the record, so that any thread can encode any batch
+ * and the bytes do not depend on which thread did it or how the records were batched.
+ *
+ * Comments travel between threads as a comment block: for each comment a u16 (little endian)
+ * byte length and that many UTF-8 bytes, already cut to the 65535 bytes an option can hold (on a
+ * character boundary, as CaptureWriter cuts them). putComments() makes the block from strings;
+ * every path (one thread or many) goes through it.
+ */
+import { copyBytes } from '../util/bytes.js';
+import { FMT_PCAPNG, FMT_PCAP_NS } from './slots.js';
+
+/** An output problem found while encoding (bad timestamp, undefined interface): the writer's kind of error. */
+export class EncodeError extends Error {
+  override readonly name = 'EncodeError';
+}
+
+const BT_EPB = 0x00000006;
+const OPT_ENDOFOPT = 0;
+const OPT_COMMENT = 1;
+const OPT_EPB_FLAGS = 2;
+const MAX_OPT_LEN = 0xffff;
+const TWO_32 = 4294967296;
+const MAX_NG_SEC = Math.floor(Number(0xffffffffffffffffn / 1_000_000_000n)) - 1;
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+/** Upper bound of the bytes putComments() needs for these comments. */
+export function commentsBound(comments: readonly string[]): number {
+  let n = 0;
+  for (const c of comments) {
+    const u = c.length * 3;
+    n += 2 + (u < MAX_OPT_LEN ? u : MAX_OPT_LEN);
+  }
+  return n;
+}
+
+/**
+ * Write the comment block of `comments` at dst[pos..]; returns its length, or -1 if it might not
+ * fit in `room` bytes (nothing is written then). `dst` must be a Buffer (utf8 write).
+ */
+export function putComments(dst: Buffer, pos: number, room: number, comments: readonly string[]): number {
+  if (commentsBound(comments) > room) return -1;
+  let p = pos;
+  for (const c of comments) {
+    // Buffer.write stops before a character that does not fit, as CaptureWriter's does.
+    const len = c.length === 0 ? 0 : dst.write(c, p + 2, MAX_OPT_LEN, 'utf8');
+    dst[p] = len & 0xff;
+    dst[p + 1] = len >>> 8;
+    p += 2 + len;
+  }
+  return p - pos;
+}
+
+/** Number of comments in a comment block. */
+export function commentCount(cmt: Uint8Array, off: number, len: number): number {
+  let n = 0;
+  const end = off + len;
+  for (let p = off; p < end; n++) p += 2 + (cmt[p]! | (cmt[p + 1]! << 8));
+  return n;
+}
+
+/** Encoded size of one record. */
+export function encodedSize(fmt: number, caplen: number, flags: number, cmt: Uint8Array, cmtOff: number, cmtLen: number): number {
+  if (fmt !== FMT_PCAPNG) return 16 + caplen;
+  const padded = pad4(caplen);
+  if (cmtLen === 0) return (flags !== 0 ? 44 : 32) + padded;
+  let n = 32 + padded + 4 + (flags !== 0 ? 8 : 0);
+  const end = cmtOff + cmtLen;
+  for (let p = cmtOff; p < end; ) {
+    const l = cmt[p]! | (cmt[p + 1]! << 8);
+    n += 4 + pad4(l);
+    p += 2 + l;
+  }
+  return n;
+}
+
+/**
+ * Encode one record at enc[p..] (room checked by the caller with encodedSize); returns the
+ * position after it. `nIf` is the number of output interfaces (pcapng), 1 for pcap.
+ */
+export function encodeRecord(
+  fmt: number,
+  enc: Uint8Array,
+  edv: DataView,
+  p: number,
+  src: Uint8Array,
+  sdv: DataView,
+  off: number,
+  caplen: number,
+  origlen: number,
+  tsSec: number,
+  tsNsec: number,
+  iface: number,
+  flags: number,
+  cmt: Uint8Array,
+  cmtOff: number,
+  cmtLen: number,
+  nIf: number,
+): number {
+  if (origlen < caplen) origlen = caplen;
+  if (off + caplen > src.length || off < 0) throw new EncodeError(`bytes ${off}..${off + caplen} are outside the ${src.length}-byte source buffer`);
+  if (fmt !== FMT_PCAPNG) {
+    if (iface !== 0) throw new EncodeError(`interface ${iface} is not defined (1 interface)`);
+    if (tsNsec >= 1e9 || tsNsec < 0) {
+      tsSec += Math.floor(tsNsec / 1e9);
+      tsNsec -= Math.floor(tsNsec / 1e9) * 1e9;
+    }
+    if (!(tsSec >= 0 && tsSec < TWO_32)) throw new EncodeError(`timestamp ${tsSec} s: a pcap timestamp is an unsigned 32-bit count of seconds`);
+    edv.setUint32(p, tsSec, true);
+    // µs: floor(nsec / 1000); ToUint32 of a positive number truncates, which is floor.
+    edv.setUint32(p + 4, fmt === FMT_PCAP_NS ? tsNsec : tsNsec / 1000, true);
+    edv.setUint32(p + 8, caplen, true);
+    edv.setUint32(p + 12, origlen, true);
+    copyBytes(enc, edv, p + 16, src, sdv, off, caplen);
+    return p + 16 + caplen;
+  }
+  if (!(iface >= 0 && iface < nIf)) throw new EncodeError(`interface ${iface} is not defined (${nIf} interface${nIf === 1 ? '' : 's'})`);
+  const padded = pad4(caplen);
+  edv.setUint32(p, BT_EPB, true);
+  edv.setUint32(p + 8, iface, true);
+  putTimestamp(edv, p + 12, tsSec, tsNsec);
+  edv.setUint32(p + 20, caplen, true);
+  edv.setUint32(p + 24, origlen, true);
+  // Zero the last (padding) word first; the frame copy then overwrites its data bytes.
+  if (padded !== caplen) edv.setUint32(p + 24 + padded, 0, true);
+  copyBytes(enc, edv, p + 28, src, sdv, off, caplen);
+  let q = p + 28 + padded;
+  if (cmtLen !== 0) {
+    const end = cmtOff + cmtLen;
+    for (let c = cmtOff; c < end; ) {
+      const l = cmt[c]! | (cmt[c + 1]! << 8);
+      edv.setUint16(q, OPT_COMMENT, true);
+      edv.setUint16(q + 2, l, true);
+      const lp = pad4(l);
+      if (lp !== l) edv.setUint32(q + lp, 0, true); // zero the padding (q + 4 + lp - 4)
+      if (l > 0) enc.set(cmt.subarray(c + 2, c + 2 + l), q + 4);
+      q += 4 + lp;
+      c += 2 + l;
+    }
+  }
+  if (flags !== 0) {
+    edv.setUint16(q, OPT_EPB_FLAGS, true);
+    edv.setUint16(q + 2, 4, true);
+    edv.setUint32(q + 4, flags, true);
+    q += 8;
+  }
+  if (flags !== 0 || cmtLen !== 0) {
+    edv.setUint32(q, OPT_ENDOFOPT, true);
+    q += 4;
+  }
+  const blockLen = q + 4 - p;
+  edv.setUint32(p + 4, blockLen, true);
+  edv.setUint32(q, blockLen, true);
+  return q + 4;
+}
+
+/** The 64-bit pcapng timestamp (ns since 1970, if_tsresol=9), as CaptureWriter.putTimestamp. */
+function putTimestamp(dv: DataView, p: number, tsSec: number, tsNsec: number): void {
+  let hi: number;
+  let lo: number;
+  if (tsSec >= 0 && tsSec < TWO_32 && tsNsec >= 0 && tsNsec < 1e9) {
+    const q = tsSec * 1953125;
+    hi = Math.floor(q / 8388608);
+    lo = (q - hi * 8388608) * 512 + tsNsec;
+    if (lo >= TWO_32) {
+      lo -= TWO_32;
+      hi += 1;
+    }
+  } else {
+    if (!Number.isFinite(tsSec) || !Number.isFinite(tsNsec)) throw new EncodeError(`timestamp ${tsSec} s: not a finite timestamp`);
+    const sec = Math.floor(tsSec) + Math.floor(tsNsec / 1e9);
+    const nsec = tsNsec - Math.floor(tsNsec / 1e9) * 1e9;
+    if (sec < 0 || sec > MAX_NG_SEC) throw new EncodeError(`timestamp ${tsSec} s: outside the 64-bit nanosecond range of pcapng (1970..2554)`);
+    const t = BigInt(sec) * 1_000_000_000n + BigInt(Math.floor(nsec));
+    hi = Number(t >> 32n);
+    lo = Number(t & 0xffffffffn);
+  }
+  dv.setUint32(p, hi, true);
+  dv.setUint32(p + 4, lo, true);
+}
