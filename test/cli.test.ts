@@ -96,6 +96,29 @@ describe('dpemu command', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('traces one packet, described or taken from a capture, step by step', () => {
+    const node = join(ROOT, 'pcaps', 'edge-node.yaml');
+    const d = dpemu(['trace', '--node', node, 'tcp', '203.0.113.7:40000', '>', '169.61.10.5:443', 'syn', 'in', 'uplink']);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/nat\/PREROUTING rule 1 \(line 22\)/);
+    expect(d.stdout).toMatch(/DNAT 169\.61\.10\.5:443 -> 10\.0\.1\.10:8443/);
+    expect(d.stdout).toMatch(/filter\/FORWARD rule 3 \(line 31\): ACCEPT "allow web"/);
+    expect(d.stdout).toMatch(/Result: sent\n  vmnet: /);
+    const f = dpemu(['trace', '--node', node, '--in', join(ROOT, 'pcaps', 'edge-flows.pcapng'), '--frame', '8']);
+    expect(f.status, f.stderr).toBe(0);
+    expect(f.stdout).toMatch(/Result: dropped: TTL exceeded/);
+    expect(f.stdout).toMatch(/related ICMP/);
+    const bad = dpemu(['trace', '--node', node, 'tcp', '1.2.3.4:1', '>', '5.6.7.8:2', 'in', 'eth9']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/"eth9" is not an interface of the node/);
+    const badNode = join(dir, 'bad-node.yaml');
+    writeFileSync(badNode, 'name: x\ninterfaces:\n  - { name: eth0, mac: "02:00:00:00:00:01" }\niptables: |\n  *filter\n  :INPUT ACCEPT [0:0]\n  -A INPUT -m frobnicate -j ACCEPT\n  COMMIT\n');
+    const bn = dpemu(['replay', '--node', badNode, '--in', sample, '--out', join(dir, 'z.pcapng')]);
+    expect(bn.status).toBe(3);
+    expect(bn.stderr).toMatch(/bad-node\.yaml:7: .*frobnicate/);
+    expect(bn.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('describes a capture like capinfos', () => {
     const r = dpemu(['info', sample, '--json']);
     expect(r.status).toBe(0);

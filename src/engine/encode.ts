@@ -96,6 +96,7 @@ export function encodeRecord(
   iface: number,
   flags: number,
   cmt: Uint8Array,
+  cdv: DataView,
   cmtOff: number,
   cmtLen: number,
   nIf: number,
@@ -136,7 +137,7 @@ export function encodeRecord(
       edv.setUint16(q + 2, l, true);
       const lp = pad4(l);
       if (lp !== l) edv.setUint32(q + lp, 0, true); // zero the padding (q + 4 + lp - 4)
-      if (l > 0) enc.set(cmt.subarray(c + 2, c + 2 + l), q + 4);
+      copyBytes(enc, edv, q + 4, cmt, cdv, c + 2, l);
       q += 4 + lp;
       c += 2 + l;
     }
