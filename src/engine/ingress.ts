@@ -12,8 +12,17 @@ export class IngressMap {
   private readonly sidecar: Int32Array | null;
   readonly sidecarFile: string | undefined;
 
-  constructor(sidecarFile: string | undefined, ifIndex: (name: string) => number) {
+  /** The sidecar already read (e.g. by another thread: `table` may live in a SharedArrayBuffer). */
+  static fromTable(sidecarFile: string | undefined, table: Int32Array | null): IngressMap {
+    return new IngressMap(sidecarFile, null, table);
+  }
+
+  constructor(sidecarFile: string | undefined, ifIndex: ((name: string) => number) | null, table: Int32Array | null = null) {
     this.sidecarFile = sidecarFile;
+    if (ifIndex === null) {
+      this.sidecar = table;
+      return;
+    }
     if (sidecarFile === undefined) {
       this.sidecar = null;
       return;
@@ -26,13 +35,19 @@ export class IngressMap {
     }
     const lines = text.split('\n');
     if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-    this.sidecar = new Int32Array(lines.length);
+    // Shared, so that the sequencer thread uses it without a copy.
+    this.sidecar = new Int32Array(new SharedArrayBuffer(lines.length * 4));
     for (let k = 0; k < lines.length; k++) {
       const name = lines[k]!.trim();
       const idx = ifIndex(name);
       if (idx < 0) throw new IngressError(`${sidecarFile}:${k + 1}: "${name}" is not an interface of the node`);
       this.sidecar[k] = idx;
     }
+  }
+
+  /** Interface index per frame (null without a sidecar). */
+  get table(): Int32Array | null {
+    return this.sidecar;
   }
 
   /** Interface from the sidecar for frame `index`, -1 when there is no sidecar; throws past its end. */

@@ -466,33 +466,19 @@ export class LinuxNode implements NetfilterEnv {
    */
   private echoReply(L: Level, depth: number): void {
     if (depth + 1 >= MAX_LEVEL) return;
-    const skb = L.skb;
-    const v = skb.v;
-    const G = this.level(depth + 1);
-    G.fromInput = false;
-    G.fragMax = 0;
+    const v = L.skb.v;
+    const G = this.generatedLevel(depth);
     const icmpLen = v.l4Len;
     const off = HEADROOM;
     const b = G.buf;
-    for (let i = 0; i < icmpLen; i++) b[off + 20 + i] = L.buf[v.l4Off + i]!;
+    copyBytes(b, G.dv, off + 20, L.buf, L.dv, v.l4Off, icmpLen);
     b[off + 20] = 0;
     b[off + 21] = 0;
     G.dv.setUint16(off + 22, 0);
     G.dv.setUint16(off + 22, icmpChecksum(b, off + 20, icmpLen));
     writeIpv4Header(b, G.dv, off, v.tos, 20 + icmpLen, this.nextIpId(), 0, DEFAULT_TTL, 1, v.dstIp, v.srcIp);
-    const gs = G.skb;
-    gs.reset(b, G.dv, -1, skb.nowSec);
-    gs.trace = skb.trace;
-    gs.v.parse(b, G.dv, off, 20 + icmpLen, LINKTYPE_IPV4, 0, 20 + icmpLen);
-    if (skb.trace) {
-      skb.trace.add('icmp', `echo reply to ${ipv4ToString(v.srcIp)} from ${ipv4ToString(v.dstIp)}`);
-      skb.trace.depth++;
-    }
-    const notes = this.notes.length;
-    if (this.commentsOn) this.notes.push(`echo reply from ${this.cfg.name}`);
-    this.localOut(G, depth + 1);
-    this.notes.length = notes;
-    if (skb.trace) skb.trace.depth--;
+    // The reply finds the echo's conntrack entry by lookup (it is confirmed by now): no attach.
+    this.sendGenerated(L, G, 20 + icmpLen, depth, false, `echo reply to ${ipv4ToString(v.srcIp)} from ${ipv4ToString(v.dstIp)}`, `echo reply from ${this.cfg.name}`);
   }
 
   /** vxlan_rcv: check the VXLAN header, the VNI and the inner destination MAC, then re-enter. */
@@ -852,47 +838,50 @@ export class LinuxNode implements NetfilterEnv {
       saddr = back === undefined ? 0 : back.src || this.routing.selectAddr(back.outIf, back.via || v.srcIp);
     }
     if (saddr === 0) return;
-    const G = this.level(depth + 1);
-    G.fromInput = false;
-    G.fragMax = 0;
+    const G = this.generatedLevel(depth);
     const len = writeIcmpError(G.buf, G.dv, HEADROOM, v, L.buf, type, code, info, saddr, this.nextIpId());
-    const gs = G.skb;
-    gs.reset(G.buf, G.dv, -1, skb.nowSec);
-    gs.trace = skb.trace;
-    gs.v.parse(G.buf, G.dv, HEADROOM, len, LINKTYPE_IPV4, 0, len);
     // icmp_send attaches the offending packet's conntrack (RELATED, other direction), so the
     // error is translated even when that connection is not confirmed yet (SEMANTICS §10).
-    this.ct.attach(gs, skb);
-    if (skb.trace) {
-      skb.trace.add('icmp', `${fromReject ? 'REJECT: ' : ''}ICMP type ${type} code ${code} to ${ipv4ToString(v.srcIp)} from ${ipv4ToString(saddr)}`);
-      skb.trace.depth++;
-    }
-    const notes = this.notes.length;
-    if (this.commentsOn) this.notes.push(`ICMP type ${type} code ${code} sent by ${this.cfg.name}${fromReject ? ' (REJECT)' : ''}`);
-    this.localOut(G, depth + 1);
-    this.notes.length = notes;
-    if (skb.trace) skb.trace.depth--;
+    this.sendGenerated(L, G, len, depth, true,
+      `${fromReject ? 'REJECT: ' : ''}ICMP type ${type} code ${code} to ${ipv4ToString(v.srcIp)} from ${ipv4ToString(saddr)}`,
+      `ICMP type ${type} code ${code} sent by ${this.cfg.name}${fromReject ? ' (REJECT)' : ''}`);
   }
 
   private tcpReset(L: Level, depth: number): void {
     if (depth + 1 >= MAX_LEVEL) return;
-    const skb = L.skb;
+    const G = this.generatedLevel(depth);
+    const len = writeTcpReset(G.buf, G.dv, HEADROOM, L.skb.v);
+    // nf_send_reset: nf_ct_attach(nskb, oldskb).
+    this.sendGenerated(L, G, len, depth, true,
+      `REJECT: TCP reset to ${ipv4ToString(L.skb.v.srcIp)}:${L.skb.v.srcPort}`,
+      `TCP reset sent by ${this.cfg.name} (REJECT --reject-with tcp-reset)`);
+  }
+
+  /** The level after `depth`, for a packet the node builds in answer to the one at `depth`. */
+  private generatedLevel(depth: number): Level {
     const G = this.level(depth + 1);
     G.fromInput = false;
     G.fragMax = 0;
-    const len = writeTcpReset(G.buf, G.dv, HEADROOM, skb.v);
+    return G;
+  }
+
+  /**
+   * Send the packet of `len` bytes built at HEADROOM in G as local out, in answer to the packet
+   * in L (attached to its conntrack when `attach`), with a trace step and an output comment.
+   */
+  private sendGenerated(L: Level, G: Level, len: number, depth: number, attach: boolean, traceText: string, note: string): void {
+    const skb = L.skb;
     const gs = G.skb;
     gs.reset(G.buf, G.dv, -1, skb.nowSec);
     gs.trace = skb.trace;
     gs.v.parse(G.buf, G.dv, HEADROOM, len, LINKTYPE_IPV4, 0, len);
-    // nf_send_reset: nf_ct_attach(nskb, oldskb).
-    this.ct.attach(gs, skb);
+    if (attach) this.ct.attach(gs, skb);
     if (skb.trace) {
-      skb.trace.add('icmp', `REJECT: TCP reset to ${ipv4ToString(skb.v.srcIp)}:${skb.v.srcPort}`);
+      skb.trace.add('icmp', traceText);
       skb.trace.depth++;
     }
     const notes = this.notes.length;
-    if (this.commentsOn) this.notes.push(`TCP reset sent by ${this.cfg.name} (REJECT --reject-with tcp-reset)`);
+    if (this.commentsOn) this.notes.push(note);
     this.localOut(G, depth + 1);
     this.notes.length = notes;
     if (skb.trace) skb.trace.depth--;
