@@ -118,7 +118,7 @@ export class Procs {
   readonly cli: string;
   private readonly probe: string;
   private seq = 0;
-  private workersFlag: boolean | undefined;
+  private help: string | undefined;
 
   constructor(
     private readonly ws: Workspace,
@@ -128,13 +128,19 @@ export class Procs {
     this.probe = new URL('./rss-probe.js', import.meta.url).href;
   }
 
-  /** Does `dpemu replay` take --workers yet (the engine issue)? */
+  private replayHelp(): string {
+    if (this.help === undefined) this.help = spawnSync(process.execPath, [this.cli, 'replay', '--help'], { encoding: 'utf8' }).stdout ?? '';
+    return this.help;
+  }
+
+  /** Does `dpemu replay` take --workers (the engine issue)? */
   supportsWorkers(): boolean {
-    if (this.workersFlag === undefined) {
-      const r = spawnSync(process.execPath, [this.cli, 'replay', '--help'], { encoding: 'utf8' });
-      this.workersFlag = /--workers\b/.test(r.stdout ?? '');
-    }
-    return this.workersFlag;
+    return /--workers\b/.test(this.replayHelp());
+  }
+
+  /** `--workers N` when the command has it (its default is not one thread), else nothing. */
+  workers(n: number): string[] {
+    return this.supportsWorkers() ? ['--workers', String(n)] : [];
   }
 
   /** `dpemu replay ARGS --stats F`; checks the accounting against `expect`. */
@@ -143,7 +149,8 @@ export class Procs {
     const statsPath = this.ws.out(`stats-${n}.json`);
     const rssPath = this.ws.out(`rss-${n}.json`);
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(process.execPath, ['--import', this.probe, this.cli, 'replay', ...args, '--stats', statsPath], {
+    const quiet = /--no-progress\b/.test(this.replayHelp()) ? ['--no-progress'] : [];
+    const r = spawnSync(process.execPath, ['--import', this.probe, this.cli, 'replay', ...args, ...quiet, '--stats', statsPath], {
       encoding: 'utf8',
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, DPEMU_BENCH_RSS: rssPath },

@@ -2,7 +2,7 @@
 import { machineLine } from './machine.js';
 import { SECTION_TITLES, type Result, type RunInfo, type Section } from './model.js';
 import { barChart, COLORS, human, lineChart, type Bar, type Chart } from './svg.js';
-import { FLAVOUR_NAMES, type RuleFlavour } from './rules.js';
+import { FLAVOUR_NAMES } from './rules.js';
 import { CT_SERIES } from './conntrack-scale.js';
 
 const ORDER: Section[] = ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare', 'memory'];
@@ -169,15 +169,15 @@ export function charts(info: RunInfo): { file: string; chart: Chart }[] {
   }
   // Rules.
   {
-    const rows = by('rules').filter((r) => r.status === 'ok');
+    const rows = by('rules').filter((r) => r.status === 'ok' && r.series !== undefined && r.x !== undefined);
     if (rows.length) {
-      const flavours = [...new Set(rows.map((r) => r.series!))] as RuleFlavour[];
+      const flavours = [...new Set(rows.map((r) => r.series).filter((x): x is string => x !== undefined))];
       out.push({
         file: 'scaling-rules.svg',
         chart: lineChart({
-          title: 'Cost of a packet that traverses N rules (filter FORWARD, one thread)',
+          title: 'Cost of a packet versus rules in the rule set (one thread)',
           subtitle: sub,
-          xLabel: 'rules in the chain',
+          xLabel: 'rules in the rule set',
           yLabel: 'ns per packet',
           logX: true,
           logY: true,

@@ -19,10 +19,14 @@ import { stubEnv } from './stages.js';
 
 export type RuleFlavour = 'indexed' | 'linear' | 'unindexable';
 
-export const FLAVOUR_NAMES: Record<RuleFlavour, string> = {
-  indexed: 'indexed (-d VIP/32 -p tcp --dport 80), dpemu default',
-  linear: 'same rules, linear evaluation (the kernel\u2019s cost model)',
-  unindexable: 'unindexable (-s a.b.c.0/24), every rule visited',
+/** Chart legends of the rule series (these and those of rules.bench.ts). */
+export const FLAVOUR_NAMES: Record<string, string> = {
+  indexed: 'last of N rules (-d VIP/32 -p tcp --dport 80), indexed',
+  linear: 'same rules, linear (the kernel\u2019s cost model)',
+  unindexable: 'unindexable rules (-s a.b.c.0/24), all visited',
+  'kube indexed': 'kube-proxy nat, random service, indexed',
+  'kube linear': 'kube-proxy nat, random service, linear',
+  calico: 'Calico from-workload dispatch, indexed',
 };
 
 const vip = (i: number): string => `10.96.${(i >> 8) & 255}.${i & 255}`;

@@ -12,7 +12,7 @@
 import { Command, Option } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { conntrackCases } from './conntrack-scale.js';
@@ -24,6 +24,7 @@ import { SCHEMA, type Result, type RunInfo, type Section, type Target } from './
 import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, nodeCase, REMOTE_VTEP_MAC, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
 import { charts, markdown, table } from './report.js';
 import { ruleCases } from './rules.js';
+import { ruleBenchCases } from './rules.bench.js';
 import { stageCases } from './stages.js';
 import { spread } from './stats.js';
 import { document } from './svg.js';
@@ -143,7 +144,14 @@ const mixedTpl = genTemplates({ frames: 4096, minLen: 60, maxLen: 100, seed: 7 }
 // ---- rules ----
 if (only.has('rules')) {
   log('rule match versus rule count');
-  results.push(...runMicro(ruleCases(list(o.rules)), microOpts));
+  // The rule sets of real nodes (rules.bench.ts): kube-proxy services, Calico dispatch, the node
+  // pipeline's own tables. Its plain N-rule chains duplicate ruleCases and are left out.
+  const shapes = ruleBenchCases().filter((c) => !/^rules-linear-\d+-/.test(c.id) && (full || !/-linear$/.test(c.id)));
+  for (const c of shapes) {
+    if (c.series === 'calico' && c.x !== undefined) c.x = 7 * c.x + 7; // workloads → rules of the dispatch
+    if (c.series === 'kube indexed hot') c.series = undefined;
+  }
+  results.push(...runMicro([...ruleCases(list(o.rules)), ...shapes], microOpts));
 }
 
 // ---- conntrack ----
@@ -238,7 +246,7 @@ const workers = [1, 2, 4];
 if (only.has('e2e') && mixed && svc) {
   const wsup = procs.supportsWorkers();
   for (const w of workers) {
-    const wargs = w > 1 ? ['--workers', String(w)] : [];
+    const wargs = procs.workers(w);
     const wname = `${w} worker${w > 1 ? 's' : ''}`;
     if (w > 1 && !wsup) {
       const why = '`dpemu replay` has no --workers yet (engine issue); the suite passes --workers N as soon as --help lists it';
@@ -266,11 +274,20 @@ if (only.has('compare') && mixed) {
   const cap = mixed;
   const rewritePath = nodeFile(ws, 'bench-rewrite.yaml', rewriteYaml());
   procCases.push(
-    dpemuCase('dpemu rewrite', cap, ['--node', rewritePath, '--out', dpemuOut], true, [
-      { key: 'fn', id: 'compare-dpemu-fn', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT: replay function`, method: 'hrtime', rss: true },
-      { key: 'wall', id: 'compare-dpemu-process', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT: whole \`dpemu replay\` process`, method: 'process', cpu: true },
+    dpemuCase('dpemu rewrite', cap, ['--node', rewritePath, '--out', dpemuOut, ...procs.workers(1)], true, [
+      { key: 'fn', id: 'compare-dpemu-fn', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT, 1 thread: replay function`, method: 'hrtime', rss: true },
+      { key: 'wall', id: 'compare-dpemu-process', section: 'compare', name: `dpemu, router with NETMAP DNAT+SNAT, 1 thread: whole \`dpemu replay\` process`, method: 'process', cpu: true },
     ]),
   );
+  if (procs.supportsWorkers()) {
+    // What a user gets by default: as many workers as cores.
+    procCases.push(
+      dpemuCase('dpemu rewrite, default workers', cap, ['--node', rewritePath, '--out', ws.out('dpemu-rewrite-default.pcap')], true, [
+        { key: 'fn', id: 'compare-dpemu-default-fn', section: 'compare', name: `dpemu, same, default --workers (${cpus().length} cores): replay function`, method: 'hrtime', rss: true },
+        { key: 'wall', id: 'compare-dpemu-default-process', section: 'compare', name: `dpemu, same, default --workers: whole \`dpemu replay\` process`, method: 'process', cpu: true },
+      ]),
+    );
+  }
   if (tcprewrite.available) {
     const tcase = (id: string, name: string, args: string[], out: string): WallCase => ({
       name,
@@ -325,10 +342,10 @@ if (only.has('memory')) {
     const cap = ws.capture('service', n, log);
     log(`peak RSS with ${n.toLocaleString('en-US')} frames`);
     const cases: WallCase[] = [
-      dpemuCase(`identity replay, ${n} frames`, cap, ['--out', ws.out(`mem-identity-${n}.pcap`)], false, [
+      dpemuCase(`identity replay, ${n} frames`, cap, ['--out', ws.out(`mem-identity-${n}.pcap`), ...procs.workers(1)], false, [
         { key: 'fn', id: `mem-identity-${n}`, section: 'memory', name: `identity replay, ${n.toLocaleString('en-US')} frames`, method: 'hrtime', rss: true },
       ]),
-      dpemuCase(`full node pipeline, ${n} frames`, cap, ['--node', fullYamlPath, '--out', ws.out(`mem-node-${n}.pcap`)], true, [
+      dpemuCase(`full node pipeline, ${n} frames`, cap, ['--node', fullYamlPath, '--out', ws.out(`mem-node-${n}.pcap`), ...procs.workers(1)], true, [
         { key: 'fn', id: `mem-node-${n}`, section: 'memory', name: `full node pipeline, ${n.toLocaleString('en-US')} frames`, method: 'hrtime', rss: true },
       ]),
     ];
@@ -341,7 +358,7 @@ if (only.has('memory')) {
 const byId = (id: string): Result | undefined => results.find((r) => r.id === id && r.status === 'ok' && r.fps !== undefined);
 const tcpRef = byId('tcprewrite-ipmap');
 if (tcpRef) {
-  for (const id of ['compare-dpemu-fn', 'compare-dpemu-process']) {
+  for (const id of ['compare-dpemu-fn', 'compare-dpemu-process', 'compare-dpemu-default-fn', 'compare-dpemu-default-process']) {
     const r = byId(id);
     if (r) r.ratio = { to: 'tcprewrite', value: r.fps!.median / tcpRef.fps!.median };
   }
@@ -371,6 +388,7 @@ const mf = (r: Result): string => `${(r.fps!.median / 1e6).toFixed(2)} Mframes/s
       tcpRef && fn
         ? `${(fn.fps!.median / tcpRef.fps!.median).toFixed(2)}× (replay function), ${pr ? (pr.fps!.median / tcpRef.fps!.median).toFixed(2) : '–'}× (whole dpemu process)` +
           (pr?.cpuNs && tcpRef.cpuNs && tcpRef.cpuNs.median > 0 ? `, ${(tcpRef.cpuNs.median / pr.cpuNs.median).toFixed(2)}× by CPU time of the whole processes` : '') +
+          (byId('compare-dpemu-default-fn') ? `, ${(byId('compare-dpemu-default-fn')!.fps!.median / tcpRef.fps!.median).toFixed(2)}× with the default --workers` : '') +
           `; tcprewrite ${mf(tcpRef)}`
         : tcprewrite.available
           ? 'not measured'
@@ -425,7 +443,12 @@ const breakdown: { name: string; ns: number }[] = [];
       breakdown.push({ name: '  of which: DNAT + MASQUERADE rewrites (2 applies)', ns: dn.ns!.median + ms.ns!.median });
       parts += dn.ns!.median + ms.ns!.median;
     }
-    breakdown.push({ name: '  of which: the rest (nat + filter rule sets, routing, TTL, MAC, frame copy, hook glue)', ns: nd.ns!.median - parts });
+    const flt = byId('rules-filter20-indexed');
+    if (flt) {
+      breakdown.push({ name: '  of which: filter FORWARD, 20 rules (the nat tables run once per connection)', ns: flt.ns!.median });
+      parts += flt.ns!.median;
+    }
+    breakdown.push({ name: '  of which: the rest (routing, TTL, MAC, frame copy, hooks, NAT bookkeeping)', ns: nd.ns!.median - parts });
     breakdown.push({ name: 'pcap write (writeRecord)', ns: wr.ns!.median });
     const rest = total.ns!.median - rd.ns!.median - nd.ns!.median - wr.ns!.median;
     breakdown.push({

@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureError } from '../src/pcap/errors.js';
 import { CaptureReader } from '../src/pcap/reader.js';
@@ -842,20 +841,17 @@ describe('atomic output', () => {
   });
 
   it('a process that throws or exits mid-way leaves no output and no temp file', () => {
-    // Run the writer in a separate node process: transpile src/pcap/*.ts to plain JS first.
+    // Run the writer in a separate node process: the compiled one (npm test builds first).
     const jsDir = fs.mkdtempSync(path.join(tmp, 'js-'));
-    for (const name of ['writer.ts', 'types.ts']) {
-      const src = fs.readFileSync(fileURLToPath(new URL(`../src/pcap/${name}`, import.meta.url)), 'utf8');
-      const js = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
-      fs.writeFileSync(path.join(jsDir, name.replace(/\.ts$/, '.js')), js);
-    }
+    const writerJs = fileURLToPath(new URL('../dist/pcap/writer.js', import.meta.url));
+    if (!fs.existsSync(writerJs)) throw new Error(`${writerJs} is missing: run npm run build (npm test does)`);
     fs.writeFileSync(path.join(jsDir, 'package.json'), '{"type":"module"}');
     const child = path.join(jsDir, 'child.js');
     fs.writeFileSync(
       child,
       `import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CaptureWriter } from './writer.js';
+import { CaptureWriter } from ${JSON.stringify(writerJs)};
 const [out, how] = process.argv.slice(2);
 const w = CaptureWriter.open(out, { format: 'pcapng', interfaces: [{ name: 'eth0', linktype: 1 }], bufferSize: 4096 });
 const f = new Uint8Array(60);

@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_USAGE } from './errors.js';
 import { runReplay } from './replay.js';
+import { defaultWorkers } from '../engine/pipeline.js';
 import { runInfo } from './info.js';
 import { runTrace } from './trace.js';
 
@@ -25,8 +26,8 @@ export function buildProgram(): Command {
   program
     .command('replay')
     .description('Run a capture through the emulated data plane and write what comes out')
-    .requiredOption('--in <file>', 'input capture (pcap or pcapng)')
-    .requiredOption('--out <file>', 'output capture (written atomically; never the input file)')
+    .requiredOption('--in <file>', 'input capture (pcap or pcapng); - for standard input')
+    .requiredOption('--out <file>', 'output capture (written atomically; never the input file); - for standard output')
     .addOption(new Option('--format <fmt>', 'output format (default: from the --out extension, else pcapng)').choices(['pcap', 'pcapng']))
     .option('--ns', 'pcap output: nanosecond timestamps (default microseconds)', false)
     .addOption(new Option('--on-damage <mode>', 'a damaged pcapng block: stop there, or skip to the next valid block').choices(['stop', 'skip']).default('stop'))
@@ -36,16 +37,25 @@ export function buildProgram(): Command {
     .option('--no-comments', 'pcapng output: no per-frame comment with the verdict and NAT')
     .option('--json', 'print the accounting as JSON on stdout', false)
     .option('--stats <file>', 'also write the accounting as JSON to this file')
+    .option('--workers <n>', `worker threads (default: the number of cores, here ${defaultWorkers()}); 1 = everything in one thread`)
+    .option('--no-progress', 'no progress bar (shown on a terminal for runs longer than a second)')
     .addHelpText('after', `
 With no --node or --topology, the identity pipeline: every frame is parsed and written unchanged.
 With --node, each frame enters the node on the interface given by --ingress, else the one the
 pcapng record's interface name names, else the one whose MAC is the frame's destination MAC.
 The output has one interface per Ethernet interface of the node; frames the node delivers
-locally or drops are not written but counted by reason. The summary goes to stderr.
+locally or drops are not written but counted by reason. The summary goes to stderr and ends
+with the accounting: in = left the model + delivered + dropped (by reason) + errors (by kind).
+
+Threads: with --workers N >= 2, one sequencer thread runs the node over every frame in capture
+order and N-1 encoder threads write the records (the identity pipeline: N encoders); the
+output is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes
+a valid output (exit code 130); a second Ctrl-C stops at once without output.
 
 Examples:
   dpemu replay --in pcaps/reference-flows.pcap --out /tmp/out.pcapng
   dpemu replay --node pcaps/edge-node.yaml --in pcaps/edge-flows.pcapng --out /tmp/edge.pcapng
+  tcpdump -i eth0 -w - | dpemu replay --node node.yaml --in - --out - | wireshark -k -i -
 
 ${EXIT_CODES_HELP}`)
     .action(runReplay);

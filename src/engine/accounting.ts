@@ -8,6 +8,25 @@
  * The class counts of the packet layer (non-IPv4, malformed, truncated) are informational:
  * each such frame also has an outcome.
  */
+/** The accounting as JSON (toJSON()), e.g. sent back by the sequencer thread. */
+export interface AccountingJson {
+  in: number;
+  left: number;
+  delivered: number;
+  dropped: Record<string, number>;
+  droppedTotal: number;
+  errors: Record<string, number>;
+  errorsTotal: number;
+  generated: number;
+  written: number;
+  nonIpv4: number;
+  malformed: number;
+  truncated: number;
+  bytesIn: number;
+  bytesOut: number;
+  balanced: boolean;
+}
+
 export class Accounting {
   in = 0;
   left = 0;
@@ -48,7 +67,25 @@ export class Accounting {
     return this.in === this.left + this.delivered + this.droppedTotal() + this.errorsTotal();
   }
 
-  toJSON(): Record<string, unknown> {
+  /** An Accounting with the counts of `j` (the inverse of toJSON). */
+  static fromJSON(j: AccountingJson): Accounting {
+    const a = new Accounting();
+    a.in = j.in;
+    a.left = j.left;
+    a.delivered = j.delivered;
+    a.generated = j.generated;
+    a.written = j.written;
+    a.bytesIn = j.bytesIn;
+    a.bytesOut = j.bytesOut;
+    a.nonIpv4 = j.nonIpv4;
+    a.malformed = j.malformed;
+    a.truncated = j.truncated;
+    for (const [k, v] of Object.entries(j.dropped)) a.dropped.set(k, v);
+    for (const [k, v] of Object.entries(j.errors)) a.errors.set(k, v);
+    return a;
+  }
+
+  toJSON(): AccountingJson {
     return {
       in: this.in,
       left: this.left,

@@ -46,7 +46,9 @@ export function putComments(dst: Buffer, pos: number, room: number, comments: re
   let p = pos;
   for (const c of comments) {
     // Buffer.write stops before a character that does not fit, as CaptureWriter's does.
-    const len = c.length === 0 ? 0 : dst.write(c, p + 2, MAX_OPT_LEN, 'utf8');
+    // The room checked above holds the whole string or 65535 bytes of it: the cut depends on the string only.
+    const room2 = dst.length - p - 2;
+    const len = c.length === 0 ? 0 : dst.write(c, p + 2, room2 < MAX_OPT_LEN ? room2 : MAX_OPT_LEN, 'utf8');
     dst[p] = len & 0xff;
     dst[p + 1] = len >>> 8;
     p += 2 + len;

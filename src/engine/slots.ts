@@ -13,6 +13,7 @@
  *
  * Nothing in a slot is allocated per record; the views are built once per slot and thread.
  */
+import { copyBytes } from '../util/bytes.js';
 
 /** Int32 header cells. */
 export const H_COUNT = 0;
@@ -144,6 +145,11 @@ export class Slot {
     return this.h[H_COUNT]!;
   }
 
+  /** Copy len bytes of src (at off) into data at pos. */
+  copyIn(pos: number, src: Uint8Array, srcDv: DataView, off: number, len: number): void {
+    copyBytes(this.data, this.dataDv, pos, src, srcDv, off, len);
+  }
+
   /** Empty the slot for a producer. */
   reset(): void {
     this.h.fill(0);
@@ -167,7 +173,9 @@ export const C_MAIN_BELL = 1;
 export const C_SEQ_BELL = 2;
 /** Number of output slots the producer published in all, once it has finished; -1 before. */
 export const C_OUT_END = 3;
-/** Generation of every input slot's buffer (bumped when the reader replaces it by a larger one). */
+/** Number of input slots the reader published in all, once it has stopped; -1 before. */
+export const C_IN_END = 4;
+/** Cells before the per-encoder and per-slot ones. (Per slot: state, and the generation of its buffer, bumped when the reader replaces it by a larger one.) */
 const C_FIXED = 8;
 
 /** Float64 counters at the end of the control block. */
@@ -190,11 +198,12 @@ export class Control {
   private readonly inState0: number;
   private readonly outState0: number;
   private readonly inGen0: number;
+  private readonly outGen0: number;
   private readonly encFrame0: number;
 
   constructor(layout: ControlLayout, sab?: SharedArrayBuffer) {
     this.layout = layout;
-    const ints = C_FIXED + layout.encoders + layout.inSlots * 2 + layout.outSlots;
+    const ints = C_FIXED + layout.encoders + layout.inSlots * 2 + layout.outSlots * 2;
     const intBytes = align8(ints * 4);
     const f64s = CF_FIXED + layout.encoders;
     this.sab = sab ?? new SharedArrayBuffer(intBytes + f64s * 8);
@@ -204,8 +213,12 @@ export class Control {
     this.inState0 = this.encBell0 + layout.encoders;
     this.inGen0 = this.inState0 + layout.inSlots;
     this.outState0 = this.inGen0 + layout.inSlots;
+    this.outGen0 = this.outState0 + layout.outSlots;
     this.encFrame0 = CF_FIXED;
-    if (!sab) Atomics.store(this.c, C_OUT_END, -1);
+    if (!sab) {
+      Atomics.store(this.c, C_OUT_END, -1);
+      Atomics.store(this.c, C_IN_END, -1);
+    }
   }
 
   encBell(e: number): number {
@@ -219,6 +232,9 @@ export class Control {
   }
   outState(k: number): number {
     return this.outState0 + k;
+  }
+  outGen(k: number): number {
+    return this.outGen0 + k;
   }
   /** Float64 cell: input frame the encoder is at (for error reports). */
   encFrame(e: number): number {

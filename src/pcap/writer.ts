@@ -593,6 +593,26 @@ export class CaptureWriter {
     return j;
   }
 
+  /**
+   * Append `count` records that are already encoded for this file: bytes[off, off+len) are pcap
+   * records or pcapng blocks, e.g. made by encoder threads (src/engine/encode.ts, which writes
+   * records exactly as writeRecord does). Large runs go straight from `bytes` to the file (a
+   * SharedArrayBuffer view is fine); small ones through the buffer.
+   */
+  writeEncoded(bytes: Uint8Array, off: number, len: number, count: number): void {
+    this.checkOpen();
+    if (off < 0 || len < 0 || off + len > bytes.length) this.badRange(bytes, off, len);
+    if (len >= 65536 || len > this.out.length - this.pos) {
+      this.flushBuffer();
+      this.writeFully(bytes, off, len);
+      this.flushed += len;
+    } else {
+      this.out.set(bytes.subarray(off, off + len), this.pos);
+      this.pos += len;
+    }
+    this.records += count;
+  }
+
   /** Flush what is buffered (the file stays open). */
   flush(): void {
     this.checkOpen();
@@ -915,12 +935,18 @@ export class CaptureWriter {
   }
 
   private flushBuffer(): void {
-    let done = 0;
     const end = this.pos;
-    while (done < end) {
+    this.writeFully(this.out, 0, end);
+    this.flushed += end;
+    this.pos = 0;
+  }
+
+  private writeFully(buf: Uint8Array, off: number, len: number): void {
+    let done = 0;
+    while (done < len) {
       let n: number;
       try {
-        n = fs.writeSync(this.fd, this.out, done, end - done);
+        n = fs.writeSync(this.fd, buf, off + done, len - done);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
           // A non-blocking pipe (stdout) is full: wait a little for the reader.
@@ -931,8 +957,6 @@ export class CaptureWriter {
       }
       done += n;
     }
-    this.flushed += end;
-    this.pos = 0;
   }
 
   private registerInterface(iface: OutputInterface, snaplen: number): number {

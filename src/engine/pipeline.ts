@@ -1,0 +1,678 @@
+/**
+ * The engine: a replay as a pipeline of stages over shared slots (DESIGN.md "Data flow and
+ * threads").
+ *
+ *   main thread            sequencer thread             encoder threads (K)       main thread
+ *   reader ──input ring──▶ one LinuxNode, in capture ──output ring──▶ records → file bytes ──▶ writer
+ *   (CaptureReader,        order; output records          (slot j → encoder j mod K)   (slots in order,
+ *    copies batches)       and the accounting                                           writeEncoded)
+ *
+ * The identity pipeline has no stateful stage: the reader's slots go straight to the encoders
+ * (which also classify every frame for the accounting) and back to the writer.
+ *
+ * Threads: `workers` (default: the number of cores) is the number of worker threads. With 1
+ * everything runs in the calling thread, without a pool, through the same stage objects and the
+ * same encodeRecord(). With N ≥ 2: node pipeline = 1 sequencer + (N−1) encoders (`encoders`
+ * overrides; 0 = the sequencer encodes), identity = N encoders. Threads are owned by a piscina
+ * pool; each gets one long-running task (worker.ts) and drains its ring.
+ *
+ * Rings are fixed arrays of slots (bounded memory): a stage that finds no free slot waits, so a
+ * slow writer slows the sequencer, which slows the reader. The main thread waits with
+ * Atomics.waitAsync, so signals (SIGINT), timers (progress) and the pool's events get through.
+ *
+ * Determinism: one node instance sees every frame in capture order (the sequencer), so every
+ * stateful decision is made in the same order as with one thread; everything else is a pure
+ * function of the records (encodeRecord, putComments), and the writer appends the encoded slots
+ * in order. Slot boundaries do not change the bytes: a file is the concatenation of its records.
+ */
+import { availableParallelism } from 'node:os';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { CaptureReader } from '../pcap/reader.js';
+import { CaptureWriter, type WriterOptions } from '../pcap/writer.js';
+import { CaptureError } from '../pcap/errors.js';
+import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
+import type { NodeConfig } from '../elements/linux/config.js';
+import { Accounting } from './accounting.js';
+import { IngressMap } from './ingress.js';
+import {
+  allocSlot,
+  C_IN_END,
+  C_MAIN_BELL,
+  C_OUT_END,
+  C_SEQ_BELL,
+  CF_SEQ_FRAME,
+  Control,
+  FMT_PCAP_NS,
+  FMT_PCAP_US,
+  FMT_PCAPNG,
+  H_COUNT,
+  H_ENC,
+  H_MALFORMED,
+  H_NIF,
+  H_NON_IPV4,
+  H_TRUNCATED,
+  HF_BYTES,
+  HF_FIRST,
+  S_ENCODED,
+  S_FREE,
+  S_READY,
+  Slot,
+  slotBytes,
+  type SlotGeometry,
+} from './slots.js';
+import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, SequencerStage, StageError, threadCpuMs, type Fault, type NodeStageOptions } from './stages.js';
+import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
+
+/** A problem with the options (reported as a usage error). */
+export class ReplayUsageError extends Error {}
+
+export type PipelineSpec =
+  | { kind: 'identity' }
+  | {
+      kind: 'node';
+      node: NodeConfig;
+      ingressFile?: string;
+      seed: number;
+      /** pcapng: a comment per written frame (verdict, NAT). */
+      comments: boolean;
+    };
+
+export interface EngineOptions {
+  /** Input capture; '-' = standard input. */
+  inPath: string;
+  /** Output capture (written atomically through a temporary file); '-' = standard output. */
+  outPath: string;
+  format: CaptureFormat;
+  /** pcap output only: nanosecond timestamps. */
+  nanosecond?: boolean;
+  onDamage?: 'stop' | 'skip';
+  /** Reader buffer (default 4 MiB). */
+  bufferSize?: number;
+  /** Records per batch and per slot (default 4096). */
+  batchSize?: number;
+  /** Worker threads; 1 = everything in the calling thread. Default: the number of cores. */
+  workers?: number;
+  /** Node pipeline: encoder threads (default workers − 1; 0 = the sequencer encodes). */
+  encoders?: number;
+  /** Bytes of frame data per slot (default 1 MiB); larger records get a slot of their own size. */
+  slotData?: number;
+  /** Stop reading when aborted (SIGINT): the frames read so far are finished and written. */
+  signal?: AbortSignal;
+  /** Called now and then (every progressIntervalMs, default 200) with how far the run is. */
+  onProgress?: (p: Progress) => void;
+  progressIntervalMs?: number;
+}
+
+export interface Progress {
+  /** Frames read so far. */
+  frames: number;
+  /** Input bytes consumed. */
+  bytesRead: number;
+  /** Input size, -1 when unknown (a pipe). */
+  fileSize: number;
+  elapsedNs: number;
+}
+
+export interface EngineResult {
+  acct: Accounting;
+  elapsedNs: number;
+  /** Damage that ended the input early (the output holds every frame before it). */
+  damage?: CaptureError;
+  /** Damage skipped over (pcapng with onDamage 'skip'). */
+  skipped: CaptureError[];
+  /** Stopped early by opts.signal: the output holds every frame read before. */
+  interrupted: boolean;
+  /** Worker threads used (1: none, all in the calling thread). */
+  workers: number;
+  /** Encoder threads among them. */
+  encoders: number;
+  /** Per stage: CPU time and waits. */
+  stages: StageStats[];
+}
+
+const DEFAULT_BATCH = 4096;
+const DEFAULT_SLOT_DATA = 1 << 20;
+const IN_SLOTS = 4;
+const EPB_OVERHEAD = 64;
+
+export function defaultWorkers(): number {
+  return availableParallelism();
+}
+
+/** The compiled worker module (tests run the TypeScript sources in-process: use the build). */
+function workerFile(): string {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) return new URL('../../dist/engine/worker.js', here).href;
+  return new URL('./worker.js', here).href;
+}
+
+function fmtOf(format: CaptureFormat, ns: boolean | undefined): number {
+  return format === 'pcapng' ? FMT_PCAPNG : ns ? FMT_PCAP_NS : FMT_PCAP_US;
+}
+
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, t?: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
+
+// ---------------------------------------------------------------------------------------------
+// The main thread's side: reader, writer, accounting of the identity pipeline
+
+class MainSide {
+  readonly reader: CaptureReader;
+  writer: CaptureWriter | undefined;
+  readonly filler: InputFiller;
+  readonly fmt: number;
+  readonly identity: boolean;
+  /** Identity pipeline: the accounting (the sequencer keeps the node's). */
+  readonly acct = new Accounting();
+  damage: CaptureError | undefined;
+  framesRead = 0;
+  readNs = 0;
+  writeNs = 0;
+  /** The last read waited for its data (a live capture on a pipe): drain before reading again. */
+  slowSource = false;
+  waitNs = 0;
+  /** Identity, pcapng: interfaces to add to the output before the slot with this sequence number. */
+  readonly pendingIfaces: { seq: number; iface: OutputInterface }[] = [];
+  private mapped = 0;
+
+  constructor(
+    readonly spec: PipelineSpec,
+    readonly opts: EngineOptions,
+  ) {
+    this.identity = spec.kind === 'identity';
+    this.fmt = fmtOf(opts.format, opts.nanosecond);
+    const ropts = { bufferSize: opts.bufferSize, onDamage: opts.onDamage };
+    this.reader = opts.inPath === '-' ? CaptureReader.fromFd(0, '<stdin>', ropts) : CaptureReader.open(opts.inPath, ropts);
+    let ifIndex: ((name: string) => number) | null = null;
+    if (spec.kind === 'node') {
+      const names = spec.node.interfaces.map((i) => i.name);
+      ifIndex = (n) => names.indexOf(n);
+    }
+    this.filler = new InputFiller(this.identity, this.fmt, ifIndex);
+  }
+
+  /** Output interface ids of the node's interfaces (pcapng: one per Ethernet interface; pcap: 0). */
+  nodeOutputs(node: NodeConfig): { outId: Int32Array; ifaces: OutputInterface[] } {
+    const ethers = node.interfaces.filter((i) => i.kind === 'ether');
+    const outId = new Int32Array(node.interfaces.length).fill(-1);
+    ethers.forEach((i, k) => (outId[i.index] = this.opts.format === 'pcapng' ? k : 0));
+    const ifaces =
+      this.opts.format === 'pcapng'
+        ? ethers.map((i) => ({ name: i.name, description: `${node.name} ${i.name}`, linktype: LINKTYPE_ETHERNET, snaplen: 0 }))
+        : [{ name: node.name, linktype: LINKTYPE_ETHERNET, snaplen: 262144 }];
+    return { outId, ifaces };
+  }
+
+  openWriter(interfaces: OutputInterface[]): CaptureWriter {
+    const wo: WriterOptions = {
+      format: this.opts.format,
+      nanosecond: this.opts.nanosecond,
+      interfaces,
+      inputPaths: this.opts.inPath === '-' ? [] : [this.opts.inPath],
+      userAppl: 'dpemu',
+    };
+    this.writer = this.opts.outPath === '-' ? CaptureWriter.toFd(1, wo) : CaptureWriter.open(this.opts.outPath, wo);
+    return this.writer;
+  }
+
+  /** Identity: the writer, opened from what the reader knows (pcap: its first interface). */
+  openIdentityWriter(): CaptureWriter {
+    const interfaces: OutputInterface[] = [];
+    if (this.opts.format === 'pcap') {
+      const first = this.reader.interfaces[0];
+      // An empty pcapng (no IDB) written as pcap: Ethernet by convention.
+      if (first === undefined) interfaces.push({ name: 'dpemu', linktype: 1 });
+      else interfaces.push({ name: first.name ?? 'dpemu', linktype: first.linktype, snaplen: first.snaplen || 262144, fcsLen: first.fcsLen });
+    }
+    return this.openWriter(interfaces);
+  }
+
+  /**
+   * The next batch (0 at the end or at damage that stops the input). New interfaces are taken
+   * in; the identity pipeline queues them for the output before slot `seq`.
+   */
+  readBatch(batch: RecordBatch, seq: number): number {
+    const t0 = process.hrtime.bigint();
+    let n: number;
+    try {
+      n = this.reader.next(batch);
+    } catch (e) {
+      if (!(e instanceof CaptureError)) throw e;
+      this.damage = e;
+      n = 0;
+    }
+    if (n > 0) {
+      if (this.identity && this.writer === undefined) this.openIdentityWriter();
+      const ifaces = this.reader.interfaces;
+      if (this.filler.sync(ifaces) > 0 && this.identity) {
+        for (; this.mapped < ifaces.length; this.mapped++) {
+          const id = this.mapped;
+          const ifc = ifaces[id]!;
+          if (this.opts.format === 'pcapng') {
+            this.pendingIfaces.push({ seq, iface: { name: ifc.name ?? `if${id}`, description: ifc.description, linktype: ifc.linktype, snaplen: ifc.snaplen, fcsLen: ifc.fcsLen } });
+          } else if (id > 0) {
+            const a = ifaces[0]!;
+            if (a.linktype !== ifc.linktype || a.fcsLen !== ifc.fcsLen) {
+              throw new ReplayUsageError(
+                `${this.opts.inPath}: interface ${id} has link type ${ifc.linktype}, interface 0 has ${a.linktype}; ` + `pcap output holds one link type, use --format pcapng`,
+              );
+            }
+          }
+        }
+      }
+      this.framesRead += n;
+    }
+    const dt = Number(process.hrtime.bigint() - t0);
+    this.readNs += dt;
+    this.slowSource = this.reader.fileSize < 0 && dt > 2e6;
+    return n;
+  }
+
+  /** Output interfaces defined once the pending ones up to slot `seq` are added. */
+  nIf(): number {
+    return this.opts.format === 'pcapng' ? this.filler.outIf.length : 1;
+  }
+
+  /** Write an encoded slot (sequence number seq) to the output. */
+  write(slot: Slot, seq: number): void {
+    const t0 = process.hrtime.bigint();
+    const w = this.writer!;
+    const p = this.pendingIfaces;
+    while (p.length > 0 && p[0]!.seq <= seq) {
+      const { iface } = p.shift()!;
+      w.addInterface(iface);
+    }
+    const h = slot.h;
+    w.writeEncoded(slot.enc, 0, h[H_ENC]!, h[H_COUNT]!);
+    if (this.identity) {
+      const a = this.acct;
+      const n = h[H_COUNT]!;
+      const bytes = slot.hf[HF_BYTES]!;
+      a.in += n;
+      a.left += n;
+      a.written += n;
+      a.bytesIn += bytes;
+      a.bytesOut += bytes;
+      a.nonIpv4 += h[H_NON_IPV4]!;
+      a.malformed += h[H_MALFORMED]!;
+      a.truncated += h[H_TRUNCATED]!;
+    }
+    this.writeNs += Number(process.hrtime.bigint() - t0);
+  }
+
+  progress(t0: bigint): Progress {
+    return { frames: this.framesRead, bytesRead: this.reader.bytesConsumed, fileSize: this.reader.fileSize, elapsedNs: Number(process.hrtime.bigint() - t0) };
+  }
+}
+
+/** A geometry that fits record `need` (a record larger than the usual slots). */
+function grownGeometry(g: SlotGeometry, need: { data: number; enc: number }): SlotGeometry {
+  let data = g.data;
+  while (data < need.data) data *= 2;
+  const enc = g.enc === 0 ? 0 : Math.max(g.enc, need.enc + (data - g.data));
+  return { records: g.records, data, enc };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+
+export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promise<EngineResult> {
+  const t0 = process.hrtime.bigint();
+  const workers = Math.max(1, Math.floor(opts.workers ?? defaultWorkers()));
+  if (!Number.isFinite(workers) || workers > 256) throw new ReplayUsageError(`workers must be 1..256, not ${opts.workers}`);
+  const m = new MainSide(spec, opts);
+  let ingressTable: Int32Array | null = null;
+  try {
+    let outId: Int32Array = new Int32Array(0);
+    let nIf = 1;
+    if (spec.kind === 'node') {
+      // Read and check the --ingress file here: its errors are input errors, before any thread.
+      const names = spec.node.interfaces.map((i) => i.name);
+      ingressTable = new IngressMap(spec.ingressFile, (n) => names.indexOf(n)).table;
+      const o = m.nodeOutputs(spec.node);
+      outId = o.outId;
+      nIf = o.ifaces.length;
+      m.openWriter(o.ifaces);
+    }
+    const stageOpts: NodeStageOptions | null =
+      spec.kind === 'node' ? { node: spec.node, seed: spec.seed, comments: spec.comments, ingressFile: spec.ingressFile, ingressTable } : null;
+    const fault = faultFromEnv();
+    const r = workers === 1 ? await runInline(m, stageOpts, outId, nIf, fault, t0) : await runPooled(m, stageOpts, outId, nIf, workers, t0);
+    if (m.writer === undefined) m.openIdentityWriter();
+    m.writer!.commit();
+    return {
+      acct: r.acct,
+      elapsedNs: Number(process.hrtime.bigint() - t0),
+      damage: m.damage,
+      skipped: m.reader.errors,
+      interrupted: r.interrupted,
+      workers,
+      encoders: r.encoders,
+      stages: r.stages,
+    };
+  } catch (e) {
+    m.writer?.abort();
+    throw e;
+  } finally {
+    m.reader.close();
+  }
+}
+
+interface RunOutcome {
+  acct: Accounting;
+  interrupted: boolean;
+  encoders: number;
+  stages: StageStats[];
+}
+
+function mainStats(m: MainSide, cpu0: number, t0: bigint): StageStats & { readMs: number; writeMs: number } {
+  const cpu1 = threadCpuMs();
+  return {
+    stage: 'main (reader, writer)',
+    cpuMs: cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1,
+    waitMs: m.waitNs / 1e6,
+    wallMs: Number(process.hrtime.bigint() - t0) / 1e6,
+    readMs: m.readNs / 1e6,
+    writeMs: m.writeNs / 1e6,
+  };
+}
+
+/** Lets signals, timers and the pool's events in every so often during long synchronous work. */
+class Yielder {
+  private last = Date.now();
+  private lastProgress = 0;
+  constructor(
+    private readonly m: MainSide,
+    private readonly t0: bigint,
+  ) {}
+
+  async maybe(): Promise<void> {
+    const now = Date.now();
+    const o = this.m.opts;
+    if (o.onProgress && now - this.lastProgress >= (o.progressIntervalMs ?? 200)) {
+      this.lastProgress = now;
+      o.onProgress(this.m.progress(this.t0));
+    }
+    if (now - this.last >= 20) {
+      this.last = now;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One thread
+
+async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, nIf: number, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
+  const cpu0 = threadCpuMs();
+  const R = m.opts.batchSize ?? DEFAULT_BATCH;
+  const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
+  const batch = new RecordBatch(R);
+  let geom: SlotGeometry = { records: R, data: D, enc: m.identity ? D + R * EPB_OVERHEAD : 0 };
+  let slot = new Slot(allocSlot(geom, false), geom);
+  const yielder = new Yielder(m, t0);
+  const signal = m.opts.signal;
+  let interrupted = false;
+  let seq = 0;
+  let stage: SequencerStage | null = null;
+  let sink: EncodeSink | null = null;
+  let encoder: Encoder | null = null;
+  if (stageOpts) {
+    try {
+      stage = new SequencerStage(stageOpts, fault, false);
+    } catch (e) {
+      throw new StageError(failureOf(e, 'sequencer', -1, -1));
+    }
+    const og: SlotGeometry = { records: R, data: 0, enc: D + R * EPB_OVERHEAD };
+    const out = new Slot(allocSlot(og, false), og);
+    sink = new EncodeSink(out, outId, nIf, m.fmt, stage.acct, (full) => {
+      m.write(full, seq++);
+      full.reset();
+      return full;
+    });
+  } else {
+    encoder = new Encoder(m.fmt, true, fault, false);
+  }
+  for (;;) {
+    if (signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const n = m.readBatch(batch, seq);
+    if (n === 0) break;
+    let i = 0;
+    while (i < n) {
+      slot.reset();
+      slot.hf[HF_FIRST] = batch.index[i]!;
+      slot.h[H_NIF] = m.nIf();
+      const t1 = process.hrtime.bigint();
+      const j = m.filler.fill(slot, batch, i);
+      m.readNs += Number(process.hrtime.bigint() - t1);
+      if (j === i) {
+        geom = grownGeometry(geom, m.filler.need(batch, i));
+        slot = new Slot(allocSlot(geom, false), geom);
+        continue;
+      }
+      i = j;
+      if (stage !== null) {
+        try {
+          stage.process(slot, sink!);
+        } catch (e) {
+          throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
+        }
+      } else {
+        try {
+          encoder!.encode(slot);
+        } catch (e) {
+          throw new StageError(failureOf(e, 'encoder', encoder!.frame, encoder!.fileOffset));
+        }
+        m.write(slot, seq++);
+      }
+    }
+    await yielder.maybe();
+  }
+  let acct = m.acct;
+  if (stage !== null) {
+    stage.finish();
+    if (sink!.slot.h[H_COUNT] !== 0) m.write(sink!.slot, seq++);
+    acct = stage.acct;
+  }
+  return { acct, interrupted, encoders: 0, stages: [{ ...mainStats(m, cpu0, t0), stage: stage ? `main (reader, ${stage.name}, encoder, writer)` : 'main (reader, encoder, writer)' }] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pool of worker threads
+
+async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, nIf: number, workers: number, t0: bigint): Promise<RunOutcome> {
+  const cpu0 = threadCpuMs();
+  const identity = stageOpts === null;
+  const R = m.opts.batchSize ?? DEFAULT_BATCH;
+  const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
+  const K = identity ? workers : Math.max(0, Math.min(m.opts.encoders ?? workers - 1, 255));
+  const threads = identity ? K : 1 + K;
+  const S = identity ? 0 : IN_SLOTS;
+  const O = Math.max(4, 2 * Math.max(K, 1) + 2);
+  const ctl = new Control({ inSlots: S, outSlots: O, encoders: K });
+  const c = ctl.c;
+  const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
+  const outGeom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
+  const mk = (g: SlotGeometry): SlotRef => ({ sab: new SharedArrayBuffer(slotBytes(g)), g });
+  const inRefs = Array.from({ length: S }, () => mk(inGeom));
+  const outRefs = Array.from({ length: O }, () => mk(outGeom));
+  const inSlots = inRefs.map((r) => new Slot(r.sab, r.g));
+  const outSlots = outRefs.map((r) => new Slot(r.sab, r.g));
+  // The ring the main thread fills, and the ports of its consumers (for replaced slot buffers).
+  const fillRing = identity ? outSlots : inSlots;
+  const fillState = identity ? (k: number) => ctl.outState(k) : (k: number) => ctl.inState(k);
+  const fillGen = identity ? (k: number) => ctl.outGen(k) : (k: number) => ctl.inGen(k);
+  const P = fillRing.length;
+
+  const pool = new Piscina({ filename: workerFile(), minThreads: threads, maxThreads: threads, idleTimeout: 60_000, atomics: 'disabled' });
+  const consumerPorts: MessagePort[] = [];
+  const tasks: { name: string; frameCell: number; promise: Promise<TaskResult> }[] = [];
+  const base = { control: ctl.sab, layout: { inSlots: S, outSlots: O, encoders: K }, fmt: m.fmt };
+  const start = (task: EngineTask, name: string, frameCell: number): void => {
+    tasks.push({ name, frameCell, promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
+  };
+  if (!identity) {
+    const ch = new MessageChannel();
+    consumerPorts.push(ch.port1);
+    start({ ...base, role: 'sequencer', port: ch.port2, inSlots: inRefs, outSlots: outRefs, stage: stageOpts, outId, nIf }, `sequencer (node ${stageOpts.node.name})`, CF_SEQ_FRAME);
+  }
+  for (let e = 0; e < K; e++) {
+    const ch = new MessageChannel();
+    if (identity) consumerPorts.push(ch.port1);
+    start({ ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity, growable: identity }, `encoder ${e + 1}`, ctl.encFrame(e));
+  }
+  // A task that ends early (failure) or a thread that dies stops everything.
+  const settled: (TaskResult | { died: unknown })[] = [];
+  const all = Promise.all(
+    tasks.map((t, i) =>
+      t.promise.then(
+        (r) => {
+          settled[i] = r;
+          if (r.failure || r.aborted) ctl.abort();
+          return r;
+        },
+        (err: unknown) => {
+          settled[i] = { died: err };
+          ctl.abort();
+          return undefined;
+        },
+      ),
+    ),
+  );
+  const signal = m.opts.signal;
+  const onSignal = (): void => ctl.ring(C_MAIN_BELL);
+  signal?.addEventListener('abort', onSignal);
+
+  const drained = (): boolean => {
+    for (let k = 0; k < P; k++) if (Atomics.load(c, fillState(k)) !== S_FREE) return false;
+    if (!identity) for (let k = 0; k < O; k++) if (Atomics.load(c, ctl.outState(k)) !== S_FREE) return false;
+    return true;
+  };
+  const batch = new RecordBatch(R);
+  const yielder = new Yielder(m, t0);
+  let interrupted = false;
+  let inputDone = false;
+  let endSent = false;
+  let rseq = 0;
+  let wseq = 0;
+  let bi = 0;
+  let bn = 0;
+  let mainError: unknown = null;
+  try {
+    for (;;) {
+      if (ctl.aborted) break;
+      const bell = Atomics.load(c, C_MAIN_BELL);
+      let progressed = false;
+      // 1. Write what is encoded, in order.
+      for (;;) {
+        const k = wseq % O;
+        if (Atomics.load(c, ctl.outState(k)) !== S_ENCODED) break;
+        m.write(identity ? fillRing[k]! : outSlots[k]!, wseq);
+        Atomics.store(c, ctl.outState(k), S_FREE);
+        if (!identity) ctl.ring(C_SEQ_BELL);
+        wseq++;
+        progressed = true;
+      }
+      const outEnd = Atomics.load(c, C_OUT_END);
+      if (outEnd >= 0 && wseq >= outEnd) break;
+      // 2. Read into the next free slot.
+      if (!endSent) {
+        const k = rseq % P;
+        if (Atomics.load(c, fillState(k)) === S_FREE) {
+          if (!inputDone && signal?.aborted) {
+            interrupted = true;
+            inputDone = true;
+          }
+          // A live capture: what was read before goes out before the next read waits for packets.
+          const mustDrain = !inputDone && bi >= bn && m.slowSource && !drained();
+          if (!inputDone && bi >= bn && !mustDrain) {
+            bn = m.readBatch(batch, rseq);
+            bi = 0;
+            if (bn === 0) inputDone = true;
+          }
+          if (!inputDone && bi < bn) {
+            let slot = fillRing[k]!;
+            slot.reset();
+            slot.hf[HF_FIRST] = batch.index[bi]!;
+            slot.h[H_NIF] = m.nIf();
+            const t1 = process.hrtime.bigint();
+            let j = m.filler.fill(slot, batch, bi);
+            if (j === bi) {
+              // A record larger than the slot: give the slot a larger buffer, tell its consumers.
+              const g = grownGeometry(slot.g, m.filler.need(batch, bi));
+              const ref = mk(g);
+              slot = new Slot(ref.sab, g);
+              fillRing[k] = slot;
+              const gen = Atomics.load(c, fillGen(k)) + 1;
+              const msg: SlotGrowth = { k, gen, slot: ref };
+              for (const p of consumerPorts) p.postMessage(msg);
+              Atomics.store(c, fillGen(k), gen);
+              slot.hf[HF_FIRST] = batch.index[bi]!;
+              slot.h[H_NIF] = m.nIf();
+              j = m.filler.fill(slot, batch, bi);
+              if (j === bi) throw new Error(`internal: a record of ${batch.caplen[bi]} bytes does not fit a grown slot`);
+            }
+            m.readNs += Number(process.hrtime.bigint() - t1);
+            bi = j;
+            Atomics.store(c, fillState(k), S_READY);
+            if (identity) ctl.ring(ctl.encBell(rseq % K));
+            else ctl.ring(C_SEQ_BELL);
+            rseq++;
+            progressed = true;
+          }
+        }
+        if (inputDone && !endSent) {
+          endSent = true;
+          Atomics.store(c, identity ? C_OUT_END : C_IN_END, rseq);
+          if (identity) for (let e = 0; e < K; e++) ctl.ring(ctl.encBell(e));
+          else ctl.ring(C_SEQ_BELL);
+          progressed = true;
+        }
+      }
+      if (progressed) {
+        await yielder.maybe();
+        continue;
+      }
+      const t1 = process.hrtime.bigint();
+      const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
+      if (w.async) await w.value;
+      m.waitNs += Number(process.hrtime.bigint() - t1);
+      await yielder.maybe();
+    }
+  } catch (e) {
+    mainError = e;
+    ctl.abort();
+  } finally {
+    signal?.removeEventListener('abort', onSignal);
+  }
+  // Every task ends now: normally, or through the abort flag.
+  await all;
+  await pool.destroy();
+  for (const p of consumerPorts) p.close();
+  if (mainError !== null) throw mainError;
+  const results: TaskResult[] = [];
+  for (let i = 0; i < tasks.length; i++) {
+    const s = settled[i]!;
+    if ('died' in s) {
+      const t = tasks[i]!;
+      const frame = ctl.f[t.frameCell]!;
+      const msg = s.died instanceof Error ? s.died.message : String(s.died);
+      throw new StageError({ stage: t.name, frame, fileOffset: -1, name: 'Error', message: `the thread died (${msg})`, kind: 'internal' });
+    }
+    if (s.failure) throw stageFailureError(s.failure);
+    results.push(s);
+  }
+  if (results.some((r) => r.aborted)) throw new Error('internal: a stage stopped without a reason');
+  let acct = m.acct;
+  if (!identity) acct = Accounting.fromJSON(results[0]!.acct!);
+  return { acct, interrupted, encoders: K, stages: [mainStats(m, cpu0, t0), ...results.map((r) => r.stats)] };
+}
+
+function stageFailureError(f: StageError['failure']): Error {
+  const e = new StageError(f);
+  if (f.kind === 'input' && f.name !== 'CaptureError') e.message = describeFailure(f);
+  return e;
+}

@@ -1,0 +1,559 @@
+/**
+ * The stages of a replay, as plain objects that run in whichever thread the engine puts them:
+ *
+ *  - InputFiller (the reader's thread): copies the records of reader batches into slots;
+ *  - SequencerStage: walks every input frame, in capture order, through ONE LinuxNode (the only
+ *    stateful stage) and hands what the node sends to an OutSink;
+ *  - RecordSink / EncodeSink: the two OutSinks; RecordSink stores output records (bytes,
+ *    interface, timestamp, comment block) for an encoder, EncodeSink encodes them at once;
+ *  - Encoder: serialises a slot of records into file bytes (and, for the identity pipeline,
+ *    classifies every frame for the accounting).
+ *
+ * With one thread the same objects run one after the other (pipeline.ts), so the bytes written
+ * do not depend on the number of threads: encodeRecord() is the only code that produces record
+ * bytes, putComments() the only code that turns comment strings into bytes, and one node sees
+ * the frames in capture order whatever the threads.
+ */
+import { readFileSync } from 'node:fs';
+import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_HELD, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
+import type { NodeConfig } from '../elements/linux/config.js';
+import { PacketView, PARSE_MALFORMED, PARSE_NON_IPV4, PARSE_TRUNCATED } from '../packet/index.js';
+import { LINKTYPE_ETHERNET, type CaptureInterface, type RecordBatch } from '../pcap/types.js';
+import { Accounting } from './accounting.js';
+import { IngressMap } from './ingress.js';
+import { commentCount, commentsBound, encodedSize, encodeRecord, putComments } from './encode.js';
+import {
+  FMT_PCAPNG,
+  H_COMMENTS_DROPPED,
+  H_COUNT,
+  H_DATA,
+  H_ENC,
+  H_MALFORMED,
+  H_NIF,
+  H_NON_IPV4,
+  H_TRUNCATED,
+  HF_BYTES,
+  HF_FIRST,
+  type Slot,
+} from './slots.js';
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+export type FailureKind = 'input' | 'output' | 'internal';
+
+/** What went wrong in a stage, in a form that crosses threads (structured clone). */
+export interface StageFailure {
+  stage: string;
+  /** Ordinal (0-based) of the input frame being processed, -1 when not about a frame. */
+  frame: number;
+  /** Byte offset of that frame's record in the input, -1 when unknown. */
+  fileOffset: number;
+  /** Class name of the error (ConfigError, IngressError, TypeError...). */
+  name: string;
+  message: string;
+  stack?: string;
+  kind: FailureKind;
+}
+
+const INPUT_ERRORS = new Set(['ConfigError', 'RulesetError', 'IngressError', 'CaptureError']);
+const OUTPUT_ERRORS = new Set(['EncodeError', 'WriterError']);
+
+export function failureOf(e: unknown, stage: string, frame: number, fileOffset: number): StageFailure {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const name = err.name && err.name !== 'Error' ? err.name : err.constructor?.name && err.constructor.name !== 'Error' ? err.constructor.name : 'Error';
+  const kind: FailureKind = INPUT_ERRORS.has(name) ? 'input' : OUTPUT_ERRORS.has(name) ? 'output' : 'internal';
+  return { stage, frame, fileOffset, name, message: err.message, stack: err.stack, kind };
+}
+
+/** A stage failed: the message says which stage and which frame. */
+export class StageError extends Error {
+  override readonly name = 'StageError';
+  constructor(readonly failure: StageFailure) {
+    super(describeFailure(failure));
+  }
+}
+
+export function describeFailure(f: StageFailure): string {
+  // A configuration or ingress error says what and where on its own.
+  if (f.kind === 'input' && f.name !== 'CaptureError') return f.message;
+  const where = f.frame >= 0 ? ` at frame ${f.frame + 1}${f.fileOffset >= 0 ? ` (input byte offset ${f.fileOffset})` : ''}` : '';
+  const what = f.name === 'Error' || f.kind !== 'internal' ? f.message : `${f.name}: ${f.message}`;
+  return `${f.stage} failed${where}: ${what}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection (tests): DPEMU_FAULT=<stage>:<throw|exit>:<frame number, 1-based>
+
+export interface Fault {
+  stage: 'sequencer' | 'encoder';
+  action: 'throw' | 'exit';
+  /** 1-based frame number. */
+  frame: number;
+}
+
+export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null {
+  const v = env.DPEMU_FAULT;
+  if (!v) return null;
+  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v);
+  if (!m) return null;
+  return { stage: m[1] as Fault['stage'], action: m[2] as Fault['action'], frame: Number(m[3]) };
+}
+
+/** Make the fault happen: throw, or (in a worker thread) end the thread without a word. */
+export function injectFault(f: Fault, inWorker: boolean): never {
+  if (f.action === 'exit' && inWorker) process.exit(70);
+  throw new Error(`injected fault (DPEMU_FAULT=${f.stage}:${f.action}:${f.frame})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU time of the calling thread (Linux), for the per-stage figures
+
+let ticksPerSec = 100;
+
+/** CPU time (user + system) of the calling thread in ms, or -1 where /proc/thread-self is missing. */
+export function threadCpuMs(): number {
+  try {
+    const s = readFileSync('/proc/thread-self/stat', 'latin1');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of stat(5) (utime, stime) are at 11 and 12 after the state field.
+    return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSec;
+  } catch {
+    return -1;
+  }
+}
+
+export function setTicksPerSec(n: number): void {
+  ticksPerSec = n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader side: batches into slots
+
+const EPB_MAX_OVERHEAD = 51; // 28 header + 3 padding + 12 epb_flags + 4 end of options + 4 trailer
+const COMMENT_OPT_OVERHEAD = 7; // 4 option header + 3 padding (the block's 2-byte length is counted in the bound)
+
+export class InputFiller {
+  /** Per reader interface: link type | FCS bytes << 16. */
+  readonly linkOf: number[] = [];
+  /** Identity: output interface id per reader interface. */
+  readonly outIf: number[] = [];
+  /** Node: node interface the capture interface's name designates (-1 if none). */
+  readonly byName: number[] = [];
+
+  constructor(
+    readonly identity: boolean,
+    readonly fmt: number,
+    private readonly nodeIfIndex: ((name: string) => number) | null,
+  ) {}
+
+  /** Take in the interfaces the reader has met since the last call; returns how many are new. */
+  sync(ifaces: readonly CaptureInterface[]): number {
+    const before = this.linkOf.length;
+    for (let id = before; id < ifaces.length; id++) {
+      const ifc = ifaces[id]!;
+      this.linkOf.push((ifc.linktype & 0xffff) | ((ifc.fcsLen & 0xffff) << 16));
+      this.outIf.push(this.fmt === FMT_PCAPNG ? id : 0);
+      this.byName.push(ifc.name === undefined || this.nodeIfIndex === null ? -1 : this.nodeIfIndex(ifc.name));
+    }
+    return ifaces.length - before;
+  }
+
+  /**
+   * Copy records [from, batch.count) after what `slot` holds, as long as they fit; returns the
+   * first record that did not fit (batch.count when all did). Runs of records are copied with
+   * one memcpy each (the bytes between them, record headers, come along).
+   */
+  fill(slot: Slot, batch: RecordBatch, from: number): number {
+    const n = batch.count;
+    const { records: R, data: D, enc: E } = slot.g;
+    const h = slot.h;
+    const identity = this.identity;
+    const fmt = this.fmt;
+    const ng = fmt === FMT_PCAPNG;
+    const off = batch.offset;
+    const cap = batch.caplen;
+    const comments = identity ? batch.comments : undefined;
+    const anyComments = comments !== undefined && comments.length !== 0;
+    let cnt = h[H_COUNT]!;
+    let dpos = h[H_DATA]!;
+    let epos = h[H_ENC]!;
+    let bytes = slot.hf[HF_BYTES]!;
+    let i = from;
+    while (i < n && cnt < R) {
+      const base = off[i]!;
+      let end = base;
+      let cmtBound = 0;
+      let encBound = 0;
+      let j = i;
+      for (; j < n && cnt + (j - i) < R; j++) {
+        const o = off[j]!;
+        if (o < end) break; // not after the previous record: start a new run
+        const e = o + cap[j]!;
+        const c = anyComments ? comments[j] : undefined;
+        const cb = c !== undefined && c.length !== 0 ? commentsBound(c) : 0;
+        let eb = 0;
+        if (identity) eb = ng ? EPB_MAX_OVERHEAD + cap[j]! + (cb !== 0 ? cb + COMMENT_OPT_OVERHEAD * c!.length : 0) : 16 + cap[j]!;
+        if (dpos + (e - base) + cmtBound + cb > D || epos + encBound + eb > E) break;
+        end = e;
+        cmtBound += cb;
+        encBound += eb;
+      }
+      if (j === i) break;
+      slot.data.set(batch.buf.subarray(base, end), dpos);
+      const linkOf = this.linkOf;
+      for (let k = i; k < j; k++, cnt++) {
+        const ifc = batch.iface[k]!;
+        const c = cap[k]!;
+        slot.offset[cnt] = dpos + off[k]! - base;
+        slot.caplen[cnt] = c;
+        slot.origlen[cnt] = batch.origlen[k]!;
+        slot.tsSec[cnt] = batch.tsSec[k]!;
+        slot.tsNsec[cnt] = batch.tsNsec[k]!;
+        slot.iface[cnt] = identity ? this.outIf[ifc]! : ifc;
+        slot.flags[cnt] = batch.flags[k]!;
+        slot.link[cnt] = linkOf[ifc]!;
+        slot.aux[cnt] = identity ? -1 : this.byName[ifc]!;
+        slot.pos[cnt] = batch.fileOffset[k]!;
+        slot.cmtLen[cnt] = 0;
+        bytes += c;
+      }
+      dpos += end - base;
+      if (anyComments) {
+        for (let k = i, s = cnt - (j - i); k < j; k++, s++) {
+          const c = comments[k];
+          if (c === undefined || c.length === 0) continue;
+          const len = putComments(slot.dataBuf, dpos, D - dpos, c);
+          slot.cmtOff[s] = dpos;
+          slot.cmtLen[s] = len;
+          dpos += len;
+        }
+      }
+      if (identity) {
+        for (let s = cnt - (j - i); s < cnt; s++) epos += encodedSize(fmt, slot.caplen[s]!, slot.flags[s]!, slot.data, slot.cmtOff[s]!, slot.cmtLen[s]!);
+      }
+      i = j;
+    }
+    h[H_COUNT] = cnt;
+    h[H_DATA] = dpos;
+    h[H_ENC] = epos;
+    slot.hf[HF_BYTES] = bytes;
+    return i;
+  }
+
+  /** Bytes a slot needs to take record i of the batch alone (for growing a slot). */
+  need(batch: RecordBatch, i: number): { data: number; enc: number } {
+    const c = this.identity ? batch.comments[i] : undefined;
+    const cb = c !== undefined && c.length !== 0 ? commentsBound(c) : 0;
+    const cap = batch.caplen[i]!;
+    const enc = this.identity ? (this.fmt === FMT_PCAPNG ? EPB_MAX_OVERHEAD + cap + (cb !== 0 ? cb + COMMENT_OPT_OVERHEAD * c!.length : 0) : 16 + cap) : 0;
+    return { data: cap + cb, enc };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output sinks
+
+/** Where the sequencer's output goes: a FrameSink that knows the current input frame. */
+export abstract class OutSink implements FrameSink {
+  tsSec = 0;
+  tsNsec = 0;
+  /** Ordinal of the input frame being processed. */
+  src = 0;
+  slot: Slot;
+  private srcBuf: Uint8Array | null = null;
+  protected srcDv: DataView | null = null;
+
+  constructor(
+    slot: Slot,
+    /** Node interface index → output interface id (-1: none). */
+    protected readonly outId: Int32Array,
+    protected readonly nIf: number,
+    protected readonly fmt: number,
+    protected readonly acct: Accounting,
+    /** Hand over a full slot, get an empty one (whose H_NIF and HF_FIRST the sink sets). */
+    private readonly next: (full: Slot) => Slot,
+  ) {
+    this.slot = slot;
+    this.prepare(slot);
+  }
+
+  abstract frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void;
+
+  protected dvOf(buf: Uint8Array): DataView {
+    if (buf !== this.srcBuf) {
+      this.srcBuf = buf;
+      this.srcDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    return this.srcDv!;
+  }
+
+  protected outputId(outIf: number): number {
+    const id = outIf >= 0 && outIf < this.outId.length ? this.outId[outIf]! : -1;
+    if (id < 0) throw new Error(`the node sent a frame out of its interface ${outIf}, which is not an output interface`);
+    return id;
+  }
+
+  protected swap(): Slot {
+    if (this.slot.h[H_COUNT] === 0) throw new Error('an output frame is larger than an engine slot');
+    const s = this.next(this.slot);
+    this.prepare(s);
+    this.slot = s;
+    return s;
+  }
+
+  /** Records written so far (the ordinal of the next output record). */
+  written = 0;
+
+  /** Hand over the current slot if it holds records (and take the next one). */
+  flush(): void {
+    if (this.slot.h[H_COUNT] !== 0) this.swap();
+  }
+
+  private prepare(s: Slot): void {
+    s.h[H_NIF] = this.nIf;
+    s.hf[HF_FIRST] = this.written;
+  }
+}
+
+/** Stores output records in slots for the encoders. */
+export class RecordSink extends OutSink {
+  frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
+    const id = this.outputId(outIf);
+    let s = this.slot;
+    const g = s.g;
+    const nc = comments === null ? 0 : comments.length;
+    const cb = nc !== 0 ? commentsBound(comments!) : 0;
+    const ng = this.fmt === FMT_PCAPNG;
+    const eb = ng ? EPB_MAX_OVERHEAD + len + (nc !== 0 ? cb + COMMENT_OPT_OVERHEAD * nc : 0) : 16 + len;
+    let h = s.h;
+    if (h[H_COUNT]! >= g.records || h[H_DATA]! + len + cb > g.data || h[H_ENC]! + eb > g.enc) {
+      s = this.swap();
+      h = s.h;
+    }
+    const i = h[H_COUNT]!;
+    let dpos = h[H_DATA]!;
+    s.offset[i] = dpos;
+    s.caplen[i] = len;
+    s.origlen[i] = len;
+    s.tsSec[i] = this.tsSec;
+    s.tsNsec[i] = this.tsNsec;
+    s.iface[i] = id;
+    s.flags[i] = 2;
+    s.pos[i] = this.src;
+    s.copyIn(dpos, buf, this.dvOf(buf), off, len);
+    dpos += len;
+    if (nc !== 0) {
+      const cl = putComments(s.dataBuf, dpos, g.data - dpos, comments!);
+      s.cmtOff[i] = dpos;
+      s.cmtLen[i] = cl;
+      dpos += cl;
+    } else {
+      s.cmtLen[i] = 0;
+    }
+    h[H_ENC] = h[H_ENC]! + encodedSize(this.fmt, len, 2, s.data, s.cmtOff[i]!, s.cmtLen[i]!);
+    h[H_DATA] = dpos;
+    h[H_COUNT] = i + 1;
+    this.written++;
+    this.acct.written++;
+    this.acct.bytesOut += len;
+  }
+}
+
+/** Encodes output records into the slot's file bytes at once (one thread, or no encoder threads). */
+export class EncodeSink extends OutSink {
+  private scratch = Buffer.alloc(4096);
+  private scratchDv = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
+
+  frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
+    const id = this.outputId(outIf);
+    let cl = 0;
+    if (comments !== null && comments.length !== 0) {
+      const bound = commentsBound(comments);
+      if (bound > this.scratch.length) {
+        this.scratch = Buffer.alloc(Math.max(bound, this.scratch.length * 2));
+        this.scratchDv = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
+      }
+      cl = putComments(this.scratch, 0, this.scratch.length, comments);
+    }
+    const size = encodedSize(this.fmt, len, 2, this.scratch, 0, cl);
+    let s = this.slot;
+    if (s.h[H_COUNT]! >= s.g.records || s.h[H_ENC]! + size > s.g.enc) s = this.swap();
+    const h = s.h;
+    h[H_ENC] = encodeRecord(this.fmt, s.enc, s.encDv, h[H_ENC]!, buf, this.dvOf(buf), off, len, len, this.tsSec, this.tsNsec, id, 2, this.scratch, this.scratchDv, 0, cl, this.nIf);
+    h[H_COUNT] = h[H_COUNT]! + 1;
+    this.written++;
+    this.acct.written++;
+    this.acct.bytesOut += len;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sequencer
+
+export interface NodeStageOptions {
+  node: NodeConfig;
+  seed: number;
+  comments: boolean;
+  /** The --ingress file (for messages) and its table (read by the main thread). */
+  ingressFile?: string;
+  ingressTable: Int32Array | null;
+}
+
+export class SequencerStage {
+  readonly node: LinuxNode;
+  readonly acct = new Accounting();
+  readonly name: string;
+  private readonly ingress: IngressMap;
+  /** Frame being processed (ordinal) and its input byte offset, for error reports. */
+  frame = -1;
+  fileOffset = -1;
+
+  constructor(
+    o: NodeStageOptions,
+    private readonly fault: Fault | null,
+    private readonly inWorker: boolean,
+    /** Where to publish the frame being processed (a shared cell read if the thread dies). */
+    private readonly frameCell: Float64Array | null = null,
+    private readonly frameCellIndex = 0,
+  ) {
+    this.node = new LinuxNode(o.node, { seed: o.seed, comments: o.comments });
+    this.name = `sequencer (node ${o.node.name})`;
+    this.ingress = IngressMap.fromTable(o.ingressFile, o.ingressTable);
+  }
+
+  /** Walk every record of the input slot through the node, in order. */
+  process(slot: Slot, sink: OutSink): void {
+    const n = slot.h[H_COUNT]!;
+    const first = slot.hf[HF_FIRST]!;
+    const node = this.node;
+    const acct = this.acct;
+    const data = slot.data;
+    const dv = slot.dataDv;
+    const faultFrame = this.fault !== null && this.fault.stage === 'sequencer' ? this.fault.frame - 1 : -1;
+    const cell = this.frameCell;
+    const ci = this.frameCellIndex;
+    for (let i = 0; i < n; i++) {
+      const frameNo = first + i;
+      this.frame = frameNo;
+      this.fileOffset = slot.pos[i]!;
+      if (cell !== null) cell[ci] = frameNo;
+      if (frameNo === faultFrame) injectFault(this.fault!, this.inWorker);
+      const off = slot.offset[i]!;
+      const caplen = slot.caplen[i]!;
+      const link = slot.link[i]!;
+      const linktype = link & 0xffff;
+      acct.in++;
+      acct.bytesIn += caplen;
+      let inIf = this.ingress.fromSidecar(frameNo);
+      if (inIf < 0) inIf = slot.aux[i]!;
+      if (inIf < 0 && linktype === LINKTYPE_ETHERNET && caplen >= 6) inIf = node.ifByMac(data, off);
+      if (inIf < 0) {
+        acct.error('no ingress interface (no --ingress line, no matching interface name, no interface with the destination MAC)');
+        continue;
+      }
+      const tsSec = slot.tsSec[i]!;
+      const tsNsec = slot.tsNsec[i]!;
+      sink.tsSec = tsSec;
+      sink.tsNsec = tsNsec;
+      sink.src = frameNo;
+      const fate = node.receive(data, dv, off, caplen, slot.origlen[i]!, linktype, link >>> 16, inIf, tsSec + tsNsec * 1e-9, sink);
+      // A completed datagram also decides the fate of the fragments held before it.
+      const frames = 1 + node.absorbed;
+      if (fate === FATE_LEFT) acct.left += frames;
+      else if (fate === FATE_DELIVERED) acct.delivered += frames;
+      else if (fate === FATE_DROPPED) acct.drop(node.reason, frames);
+      else if (fate === FATE_ERROR) acct.error(node.reason, frames);
+      else if (fate !== FATE_HELD) acct.error('no outcome (internal)', frames);
+      if (node.expiredFragments > 0) {
+        acct.drop('fragments of an incomplete datagram (reassembly timeout or discarded queue)', node.expiredFragments);
+        node.expiredFragments = 0;
+      }
+      acct.generated += node.framesGenerated;
+    }
+    this.frame = -1;
+    this.fileOffset = -1;
+  }
+
+  /** End of the input: fragments still waiting for the rest of their datagram are dropped. */
+  finish(): void {
+    const held = this.node.heldFragments();
+    if (held > 0) this.acct.drop('fragments of an incomplete datagram at the end of the capture', held);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The encoder
+
+export class Encoder {
+  private readonly view: PacketView | null;
+  /** Frame being encoded (ordinal), and its input byte offset when known, for error reports. */
+  frame = -1;
+  fileOffset = -1;
+
+  constructor(
+    private readonly fmt: number,
+    /** Identity pipeline: the slot's records are input records (classify them; frame = HF_FIRST + i). */
+    private readonly identity: boolean,
+    private readonly fault: Fault | null,
+    private readonly inWorker: boolean,
+    /** Where to publish the frame being encoded (a shared cell read if the thread dies). */
+    private readonly frameCell: Float64Array | null = null,
+    private readonly frameCellIndex = 0,
+  ) {
+    this.view = identity ? new PacketView() : null;
+  }
+
+  /** Encode every record of the slot into slot.enc (H_ENC = bytes). */
+  encode(slot: Slot): void {
+    const h = slot.h;
+    const n = h[H_COUNT]!;
+    const fmt = this.fmt;
+    const nIf = h[H_NIF]!;
+    const data = slot.data;
+    const dv = slot.dataDv;
+    const enc = slot.enc;
+    const edv = slot.encDv;
+    const view = this.view;
+    const first = slot.hf[HF_FIRST]!;
+    const faultFrame = this.fault !== null && this.fault.stage === 'encoder' ? this.fault.frame - 1 : -1;
+    let nonIpv4 = 0;
+    let malformed = 0;
+    let truncated = 0;
+    let dropped = 0;
+    let p = 0;
+    for (let i = 0; i < n; i++) {
+      const frame = view !== null ? first + i : slot.pos[i]!;
+      this.frame = frame;
+      if (this.frameCell !== null) this.frameCell[this.frameCellIndex] = frame;
+      if (frame === faultFrame) {
+        this.fileOffset = view !== null ? slot.pos[i]! : -1;
+        injectFault(this.fault!, this.inWorker);
+      }
+      const off = slot.offset[i]!;
+      const caplen = slot.caplen[i]!;
+      if (view !== null) {
+        const link = slot.link[i]!;
+        const st = view.parse(data, dv, off, caplen, link & 0xffff, link >>> 16, slot.origlen[i]!);
+        if (st === PARSE_NON_IPV4) nonIpv4++;
+        else if (st === PARSE_MALFORMED) malformed++;
+        else if (st === PARSE_TRUNCATED) truncated++;
+      }
+      const cl = slot.cmtLen[i]!;
+      if (cl !== 0 && fmt !== FMT_PCAPNG) dropped += commentCount(data, slot.cmtOff[i]!, cl);
+      try {
+        p = encodeRecord(fmt, enc, edv, p, data, dv, off, caplen, slot.origlen[i]!, slot.tsSec[i]!, slot.tsNsec[i]!, slot.iface[i]!, slot.flags[i]!, data, dv, slot.cmtOff[i]!, cl, nIf);
+      } catch (e) {
+        this.fileOffset = view !== null ? slot.pos[i]! : -1;
+        throw e;
+      }
+    }
+    h[H_ENC] = p;
+    h[H_NON_IPV4] = nonIpv4;
+    h[H_MALFORMED] = malformed;
+    h[H_TRUNCATED] = truncated;
+    h[H_COMMENTS_DROPPED] = dropped;
+    this.frame = -1;
+    this.fileOffset = -1;
+  }
+}
