@@ -305,10 +305,8 @@ export class LinuxNode implements NetfilterEnv {
       const d = v.frameOff;
       const group = (buf[d]! & 1) === 1;
       if (!group && (m[0] !== buf[d] || m[1] !== buf[d + 1] || m[2] !== buf[d + 2] || m[3] !== buf[d + 3] || m[4] !== buf[d + 4] || m[5] !== buf[d + 5])) {
-        {
-      this.drop(L, `destination MAC ${macToString(buf, d)} is not ${ifc.name}'s (PACKET_OTHERHOST)`);
-      return this.fate;
-    }
+        this.drop(L, `destination MAC ${macToString(buf, d)} is not ${ifc.name}'s (PACKET_OTHERHOST)`);
+        return this.fate;
       }
     }
     if (!ipv4HeaderChecksumOk(buf, v.ipOff, v.ipHdrLen)) {
