@@ -145,6 +145,7 @@ export class Procs {
 
   /** `dpemu replay ARGS --stats F`; checks the accounting against `expect`. */
   dpemu(args: string[], expect: { in: number; left?: number }): ProcResult {
+    const timeout = childTimeoutMs(expect.in);
     const n = this.seq++;
     const statsPath = this.ws.out(`stats-${n}.json`);
     const rssPath = this.ws.out(`rss-${n}.json`);
@@ -155,8 +156,10 @@ export class Procs {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, DPEMU_BENCH_RSS: rssPath },
       maxBuffer: 16 << 20,
+      timeout,
     });
     const wallNs = Number(process.hrtime.bigint() - t0);
+    if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') throw new Error(`dpemu replay ${args.join(' ')}: no end after ${timeout / 1000} s, killed (a hang?)`);
     if (r.error) throw r.error;
     if (r.status !== 0) throw new Error(`dpemu replay ${args.join(' ')}: exit ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
     const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as Record<string, unknown>;
@@ -183,13 +186,15 @@ export class Procs {
    * `time -f '%U %S %M'`, which adds one fork+exec (about a millisecond) and gives its CPU time
    * and peak RSS (wait4's rusage of a child of `time`, so not inflated by this process).
    */
-  tcprewrite(args: string[]): ProcResult {
+  tcprewrite(args: string[], frames: number): ProcResult {
     const timeOut = this.ws.out(`time-${this.seq++}.txt`);
     const useTime = existsSync(GNU_TIME);
     const [cmd, argv] = useTime ? [GNU_TIME, ['-f', '%U %S %M', '-o', timeOut, TCPREWRITE, ...args]] : [TCPREWRITE, args];
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 << 20 });
+    const timeout = childTimeoutMs(frames);
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 16 << 20, timeout });
     const wallNs = Number(process.hrtime.bigint() - t0);
+    if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') throw new Error(`tcprewrite: no end after ${timeout / 1000} s, killed`);
     if (r.error) throw r.error;
     if (r.status !== 0) throw new Error(`tcprewrite ${args.join(' ')}: exit ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
     if (!useTime) return { wallNs };
@@ -201,6 +206,11 @@ export class Procs {
       return { wallNs };
     }
   }
+}
+
+/** A child that has not ended after this long is killed and its case reported as failed (once: later rounds skip it). */
+function childTimeoutMs(frames: number): number {
+  return Math.max(60_000, frames * 0.03);
 }
 
 /** tcprewrite: $TCPREWRITE, else /usr/bin/tcprewrite, else the first on PATH. */

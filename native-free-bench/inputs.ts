@@ -95,17 +95,23 @@ export class Workspace {
     rmSync(this.outDir, { recursive: true, force: true });
   }
 
-  /** Remove cache files unused for a week, and scratch directories of dead runs. */
+  /**
+   * Remove scratch directories of dead runs, captures made by another version of the generator
+   * or by earlier versions of this suite, and captures unused for a week.
+   */
   private evict(): void {
     const now = Date.now();
     for (const f of readdirSync(this.cacheDir)) {
       const p = join(this.cacheDir, f);
       try {
         const st = statSync(p);
+        const ours = /^(mixed|service)-\d+-\d+-\d+-s\d+-([0-9a-f]{8})\.pcap(\.json)?$/.exec(f);
         if (st.isDirectory()) {
           const pid = Number(f.match(/^run-(\d+)$/)?.[1]);
           if (pid && pid !== process.pid && !alive(pid)) rmSync(p, { recursive: true, force: true });
-        } else if (now - st.mtimeMs > WEEK_MS) {
+        } else if ((ours && ours[2] !== this.hash) || /^(gen|svc)-\d+(-\d+-\d+)?\.pcap(\.bytes)?$|^(out\.pcap(ng)?|svc-out\.pcap)$/.test(f)) {
+          rmSync(p, { force: true });
+        } else if (ours && now - st.mtimeMs > WEEK_MS) {
           rmSync(p, { force: true });
         }
       } catch {

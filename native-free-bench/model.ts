@@ -15,7 +15,7 @@ export const SECTION_TITLES: Record<Section, string> = {
   conntrack: 'Conntrack versus live connections (benchmark.js)',
   e2e: 'End to end, whole capture files (process.hrtime around whole runs)',
   compare: 'Side by side: the same rewrite of the same capture (interleaved rounds)',
-  memory: 'Peak RSS of a replay process (maxRSS of the child)',
+  memory: 'Peak RSS of a dpemu replay process, one thread (VmHWM of the child)',
 };
 
 /**

@@ -321,8 +321,9 @@ export const METHOD = [
   'Whole-file runs are timed with process.hrtime around the whole run (capture I/O in the bench process; the replay function inside the dpemu child, as the CLI reports it with --stats) and, for child processes, by the wall clock of the whole process (Node startup included).',
   'Cases compared with each other run interleaved: one round runs every case once, the next round in reverse order, so load from other users of the machine hits all of them alike.',
   'The side-by-side comparison runs tcprewrite and `dpemu replay` on the same generated capture, both writing pcap to the same directory of the same filesystem. tcprewrite maps addresses with `--dstipmap/--srcipmap --fixcsum`; dpemu runs a router node that does the same mapping with NETMAP in PREROUTING (DNAT) and POSTROUTING (SNAT), plus what a router does that tcprewrite does not: conntrack (with TCP checksum verification), routing, TTL decrement and new MAC addresses. The rewritten addresses and ports of the two outputs are compared frame by frame.',
-  'Peak RSS is getrusage(RUSAGE_SELF).ru_maxrss of the dpemu process, read at exit by a module preloaded with `node --import`.',
-  'Worker threads (2 and 4) are measured once `dpemu replay` takes `--workers`; until then their rows say "pending".',
+  'Peak RSS is VmHWM of the dpemu process (/proc/self/status), read at exit by a module preloaded with `node --import` that also reads its CPU time; not getrusage\'s ru_maxrss, which on Linux survives fork and exec and so reports the RSS of the large benchmark process that started the child. tcprewrite\'s CPU time and peak RSS come from GNU time when installed.',
+  'Worker threads: the whole-file runs pass `--workers N` (1, 2, 4 by default; `--workers LIST`) when `dpemu replay --help` lists the option, else their rows say "pending". The one-thread figures and the targets use `--workers 1`.',
+  'On a shared machine the wall clock of a run includes the time other processes had the CPU; the CPU time of whole processes (notes column) is less sensitive to that, and the load average at start and end is recorded.',
 ];
 
 export { human };

@@ -58,6 +58,7 @@ const program = new Command()
   .option('--max-time <s>', 'benchmark.js maxTime per round, seconds (default: quick 0.03, full 0.5)')
   .option('--rules <list>', 'rule counts of the rule-match curve', '10,100,1000,10000')
   .option('--conns <list>', 'live connections of the conntrack curve', '1000,10000,100000,1000000')
+  .option('--workers <list>', 'worker counts of the whole-file runs (`dpemu replay --workers`)', '1,2,4')
   .option('--mem-frames <list>', 'frames of the peak-RSS runs (default: quick N,3N; full N,10N)')
   .addOption(new Option('--only <sections>', `run only these sections (${ALL_SECTIONS.join(',')})`))
   .option('--no-tcprewrite', 'skip tcprewrite even when installed')
@@ -85,6 +86,7 @@ const o = program.opts<{
   rules: string;
   conns: string;
   memFrames?: string;
+  workers: string;
   only?: string;
   tcprewrite: boolean;
   json?: string;
@@ -150,6 +152,7 @@ if (only.has('rules')) {
   for (const c of shapes) {
     if (c.series === 'calico' && c.x !== undefined) c.x = 7 * c.x + 7; // workloads → rules of the dispatch
     if (c.series === 'kube indexed hot') c.series = undefined;
+    c.name = c.name.replace('node pipeline: nat PREROUTING (DNAT, 3 endpoints) + 20-rule FORWARD + nat POSTROUTING (MASQUERADE)', 'rule sets of the full pipeline: nat PREROUTING + FORWARD + nat POSTROUTING');
   }
   results.push(...runMicro([...ruleCases(list(o.rules)), ...shapes], microOpts));
 }
@@ -242,7 +245,8 @@ const dpemuCase = (name: string, cap: Capture, args: string[], left: boolean, ro
   },
 });
 const fullYamlPath = nodeFile(ws, 'bench-worker.yaml', fullPipelineYaml(20));
-const workers = [1, 2, 4];
+const workers = list(o.workers);
+if (!workers.includes(1)) program.error('--workers: the list must include 1 (the one-thread figures the targets use)');
 if (only.has('e2e') && mixed && svc) {
   const wsup = procs.supportsWorkers();
   for (const w of workers) {
@@ -296,7 +300,7 @@ if (only.has('compare') && mixed) {
       rows: [{ key: 'wall', id, section: 'compare', name, method: 'process', cpu: true, rss: true }],
       warm: () => warmPageCache(cap.path),
       run: () => {
-        const r = procs.tcprewrite([...args, `--infile=${cap.path}`, `--outfile=${out}`]);
+        const r = procs.tcprewrite([...args, `--infile=${cap.path}`, `--outfile=${out}`], cap.frames);
         if (fileSize(out) < cap.fileBytes * 0.9) throw new Error(`tcprewrite wrote ${fileSize(out)} bytes`);
         return { wall: r.wallNs, cpuNs: r.cpuNs, rssMB: r.rssMB } as WallSample;
       },

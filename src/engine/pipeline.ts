@@ -61,7 +61,8 @@ import {
   slotBytes,
   type SlotGeometry,
 } from './slots.js';
-import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, SequencerStage, StageError, threadCpuMs, type Fault, type NodeStageOptions } from './stages.js';
+import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, StageError, threadCpuMs, type Fault } from './stages.js';
+import { SequencerStage, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
 /** A problem with the options (reported as a usage error). */
@@ -284,6 +285,8 @@ class MainSide {
     }
     const h = slot.h;
     w.writeEncoded(slot.enc, 0, h[H_ENC]!, h[H_COUNT]!);
+    // A live capture: what is processed goes out now, not when the buffer is full.
+    if (this.slowSource) w.flush();
     if (this.identity) {
       const a = this.acct;
       const n = h[H_COUNT]!;
@@ -460,6 +463,7 @@ async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         } catch (e) {
           throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
         }
+        if (m.slowSource) sink!.flush();
       } else {
         try {
           encoder!.encode(slot);
@@ -491,7 +495,9 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   const K = identity ? workers : Math.max(0, Math.min(m.opts.encoders ?? workers - 1, 255));
   const threads = identity ? K : 1 + K;
   const S = identity ? 0 : IN_SLOTS;
-  const O = Math.max(4, 2 * Math.max(K, 1) + 2);
+  // A multiple of K: output slot k then always belongs to encoder k mod K (slot j mod O of
+  // sequence number j is encoded by encoder j mod K).
+  const O = Math.max(1, K) * Math.ceil(Math.max(4, 2 * Math.max(K, 1) + 2) / Math.max(1, K));
   const ctl = new Control({ inSlots: S, outSlots: O, encoders: K });
   const c = ctl.c;
   const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
@@ -510,7 +516,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   const pool = new Piscina({ filename: workerFile(), minThreads: threads, maxThreads: threads, idleTimeout: 60_000, atomics: 'disabled' });
   const consumerPorts: MessagePort[] = [];
   const tasks: { name: string; frameCell: number; promise: Promise<TaskResult> }[] = [];
-  const base = { control: ctl.sab, layout: { inSlots: S, outSlots: O, encoders: K }, fmt: m.fmt };
+  const base = { control: ctl.sab, layout: { inSlots: S, outSlots: O, encoders: K }, fmt: m.fmt, startEpochMs: Date.now() };
   const start = (task: EngineTask, name: string, frameCell: number): void => {
     tasks.push({ name, frameCell, promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
   };

@@ -35,7 +35,7 @@ export class ProgressBar {
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(known ? p.fileSize : 1, 0, this.payload(p));
+      this.bar.start(known ? p.fileSize : 1, known ? Math.min(p.bytesRead, p.fileSize) : 0, this.payload(p));
     }
     this.bar!.update(p.fileSize > 0 ? Math.min(p.bytesRead, p.fileSize) : 0, this.payload(p));
   }

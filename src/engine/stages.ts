@@ -2,8 +2,8 @@
  * The stages of a replay, as plain objects that run in whichever thread the engine puts them:
  *
  *  - InputFiller (the reader's thread): copies the records of reader batches into slots;
- *  - SequencerStage: walks every input frame, in capture order, through ONE LinuxNode (the only
- *    stateful stage) and hands what the node sends to an OutSink;
+ *  - SequencerStage (sequencer.ts): walks every input frame, in capture order, through ONE
+ *    LinuxNode (the only stateful stage) and hands what the node sends to an OutSink;
  *  - RecordSink / EncodeSink: the two OutSinks; RecordSink stores output records (bytes,
  *    interface, timestamp, comment block) for an encoder, EncodeSink encodes them at once;
  *  - Encoder: serialises a slot of records into file bytes (and, for the identity pipeline,
@@ -15,12 +15,10 @@
  * the frames in capture order whatever the threads.
  */
 import { readFileSync } from 'node:fs';
-import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_HELD, FATE_LEFT, LinuxNode, type FrameSink } from '../elements/linux/node.js';
-import type { NodeConfig } from '../elements/linux/config.js';
+import type { FrameSink } from '../elements/linux/node.js';
 import { PacketView, PARSE_MALFORMED, PARSE_NON_IPV4, PARSE_TRUNCATED } from '../packet/index.js';
-import { LINKTYPE_ETHERNET, type CaptureInterface, type RecordBatch } from '../pcap/types.js';
-import { Accounting } from './accounting.js';
-import { IngressMap } from './ingress.js';
+import type { CaptureInterface, RecordBatch } from '../pcap/types.js';
+import type { Accounting } from './accounting.js';
 import { commentCount, commentsBound, encodedSize, encodeRecord, putComments } from './encode.js';
 import {
   FMT_PCAPNG,
@@ -347,11 +345,13 @@ export class RecordSink extends OutSink {
       const cl = putComments(s.dataBuf, dpos, g.data - dpos, comments!);
       s.cmtOff[i] = dpos;
       s.cmtLen[i] = cl;
+      h[H_ENC] = h[H_ENC]! + encodedSize(this.fmt, len, 2, s.data, dpos, cl);
       dpos += cl;
     } else {
       s.cmtLen[i] = 0;
+      // encodedSize() without comments, flags 2.
+      h[H_ENC] = h[H_ENC]! + (ng ? 44 + ((len + 3) & ~3) : 16 + len);
     }
-    h[H_ENC] = h[H_ENC]! + encodedSize(this.fmt, len, 2, s.data, s.cmtOff[i]!, s.cmtLen[i]!);
     h[H_DATA] = dpos;
     h[H_COUNT] = i + 1;
     this.written++;
@@ -385,100 +385,6 @@ export class EncodeSink extends OutSink {
     this.written++;
     this.acct.written++;
     this.acct.bytesOut += len;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The sequencer
-
-export interface NodeStageOptions {
-  node: NodeConfig;
-  seed: number;
-  comments: boolean;
-  /** The --ingress file (for messages) and its table (read by the main thread). */
-  ingressFile?: string;
-  ingressTable: Int32Array | null;
-}
-
-export class SequencerStage {
-  readonly node: LinuxNode;
-  readonly acct = new Accounting();
-  readonly name: string;
-  private readonly ingress: IngressMap;
-  /** Frame being processed (ordinal) and its input byte offset, for error reports. */
-  frame = -1;
-  fileOffset = -1;
-
-  constructor(
-    o: NodeStageOptions,
-    private readonly fault: Fault | null,
-    private readonly inWorker: boolean,
-    /** Where to publish the frame being processed (a shared cell read if the thread dies). */
-    private readonly frameCell: Float64Array | null = null,
-    private readonly frameCellIndex = 0,
-  ) {
-    this.node = new LinuxNode(o.node, { seed: o.seed, comments: o.comments });
-    this.name = `sequencer (node ${o.node.name})`;
-    this.ingress = IngressMap.fromTable(o.ingressFile, o.ingressTable);
-  }
-
-  /** Walk every record of the input slot through the node, in order. */
-  process(slot: Slot, sink: OutSink): void {
-    const n = slot.h[H_COUNT]!;
-    const first = slot.hf[HF_FIRST]!;
-    const node = this.node;
-    const acct = this.acct;
-    const data = slot.data;
-    const dv = slot.dataDv;
-    const faultFrame = this.fault !== null && this.fault.stage === 'sequencer' ? this.fault.frame - 1 : -1;
-    const cell = this.frameCell;
-    const ci = this.frameCellIndex;
-    for (let i = 0; i < n; i++) {
-      const frameNo = first + i;
-      this.frame = frameNo;
-      this.fileOffset = slot.pos[i]!;
-      if (cell !== null) cell[ci] = frameNo;
-      if (frameNo === faultFrame) injectFault(this.fault!, this.inWorker);
-      const off = slot.offset[i]!;
-      const caplen = slot.caplen[i]!;
-      const link = slot.link[i]!;
-      const linktype = link & 0xffff;
-      acct.in++;
-      acct.bytesIn += caplen;
-      let inIf = this.ingress.fromSidecar(frameNo);
-      if (inIf < 0) inIf = slot.aux[i]!;
-      if (inIf < 0 && linktype === LINKTYPE_ETHERNET && caplen >= 6) inIf = node.ifByMac(data, off);
-      if (inIf < 0) {
-        acct.error('no ingress interface (no --ingress line, no matching interface name, no interface with the destination MAC)');
-        continue;
-      }
-      const tsSec = slot.tsSec[i]!;
-      const tsNsec = slot.tsNsec[i]!;
-      sink.tsSec = tsSec;
-      sink.tsNsec = tsNsec;
-      sink.src = frameNo;
-      const fate = node.receive(data, dv, off, caplen, slot.origlen[i]!, linktype, link >>> 16, inIf, tsSec + tsNsec * 1e-9, sink);
-      // A completed datagram also decides the fate of the fragments held before it.
-      const frames = 1 + node.absorbed;
-      if (fate === FATE_LEFT) acct.left += frames;
-      else if (fate === FATE_DELIVERED) acct.delivered += frames;
-      else if (fate === FATE_DROPPED) acct.drop(node.reason, frames);
-      else if (fate === FATE_ERROR) acct.error(node.reason, frames);
-      else if (fate !== FATE_HELD) acct.error('no outcome (internal)', frames);
-      if (node.expiredFragments > 0) {
-        acct.drop('fragments of an incomplete datagram (reassembly timeout or discarded queue)', node.expiredFragments);
-        node.expiredFragments = 0;
-      }
-      acct.generated += node.framesGenerated;
-    }
-    this.frame = -1;
-    this.fileOffset = -1;
-  }
-
-  /** End of the input: fragments still waiting for the rest of their datagram are dropped. */
-  finish(): void {
-    const held = this.node.heldFragments();
-    if (held > 0) this.acct.drop('fragments of an incomplete datagram at the end of the capture', held);
   }
 }
 

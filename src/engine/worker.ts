@@ -31,7 +31,8 @@ import {
   type ControlLayout,
   type SlotGeometry,
 } from './slots.js';
-import { Encoder, EncodeSink, failureOf, faultFromEnv, RecordSink, SequencerStage, threadCpuMs, type NodeStageOptions, type OutSink, type StageFailure } from './stages.js';
+import { Encoder, EncodeSink, failureOf, faultFromEnv, RecordSink, threadCpuMs, type OutSink, type StageFailure } from './stages.js';
+import type { NodeStageOptions, SequencerStage } from './sequencer.js';
 
 export interface SlotRef {
   sab: SharedArrayBuffer;
@@ -51,6 +52,8 @@ interface TaskBase {
   fmt: number;
   /** Where slot replacements arrive. */
   port: MessagePort;
+  /** Date.now() when the pool was created (for the start-up time). */
+  startEpochMs: number;
 }
 
 export interface SequencerTask extends TaskBase {
@@ -82,6 +85,8 @@ export interface StageStats {
   waitMs: number;
   /** Wall time of the task (ms). */
   wallMs: number;
+  /** Worker threads: ms from the pool's creation to the start of the task (thread and module start-up). */
+  startMs?: number;
 }
 
 export interface TaskResult {
@@ -146,8 +151,10 @@ class Ring {
   }
 }
 
-export default function run(task: EngineTask): TaskResult {
+export default async function run(task: EngineTask): Promise<TaskResult> {
   const t0 = process.hrtime.bigint();
+  // Only the sequencer loads the node (and netfilter...): encoder threads start faster.
+  const seqModule = task.role === 'sequencer' ? await import('./sequencer.js') : null;
   const cpu0 = threadCpuMs();
   const ctl = new Control(task.layout, task.control);
   const stats: StageStats = { stage: task.role === 'sequencer' ? 'sequencer' : `encoder ${task.index + 1}`, cpuMs: -1, waitMs: 0, wallMs: 0 };
@@ -159,17 +166,18 @@ export default function run(task: EngineTask): TaskResult {
     task.port.close();
     return { role: task.role, stats, ...r };
   };
-  return task.role === 'sequencer' ? runSequencer(task, ctl, stats, done) : runEncoder(task, ctl, stats, done);
+  stats.startMs = Date.now() - task.startEpochMs;
+  return task.role === 'sequencer' ? runSequencer(task, ctl, stats, done, seqModule!.SequencerStage) : runEncoder(task, ctl, stats, done);
 }
 
 type Done = (r: Omit<TaskResult, 'role' | 'stats'>, waiter: Waiter | null) => TaskResult;
 
-function runSequencer(task: SequencerTask, ctl: Control, stats: StageStats, done: Done): TaskResult {
+function runSequencer(task: SequencerTask, ctl: Control, stats: StageStats, done: Done, Seq: typeof SequencerStage): TaskResult {
   const c = ctl.c;
   const waiter = new Waiter(c, C_SEQ_BELL);
   let stage: SequencerStage | null = null;
   try {
-    stage = new SequencerStage(task.stage, faultFromEnv(), true, ctl.f, CF_SEQ_FRAME);
+    stage = new Seq(task.stage, faultFromEnv(), true, ctl.f, CF_SEQ_FRAME);
     stats.stage = stage.name;
     const inRing = new Ring(task.inSlots, task.port, c, (k) => ctl.inGen(k));
     const outSlots = task.outSlots.map((r) => new Slot(r.sab, r.g));

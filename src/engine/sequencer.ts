@@ -1,0 +1,105 @@
+/**
+ * The sequencer stage: every input frame, in capture order, through ONE LinuxNode. The node is
+ * the only stateful stage of a replay (conntrack, NAT ports, nth/random, recent, reassembly):
+ * whichever thread runs this, it is the only one that does, so every stateful decision is
+ * made in capture order. (A module of its own so that encoder threads do not load the node.)
+ */
+import { FATE_DELIVERED, FATE_DROPPED, FATE_ERROR, FATE_HELD, FATE_LEFT, LinuxNode } from '../elements/linux/node.js';
+import type { NodeConfig } from '../elements/linux/config.js';
+import { LINKTYPE_ETHERNET } from '../pcap/types.js';
+import { Accounting } from './accounting.js';
+import { IngressMap } from './ingress.js';
+import { H_COUNT, HF_BYTES, HF_FIRST, type Slot } from './slots.js';
+import { injectFault, type Fault, type OutSink } from './stages.js';
+
+export interface NodeStageOptions {
+  node: NodeConfig;
+  seed: number;
+  comments: boolean;
+  /** The --ingress file (for messages) and its table (read by the main thread). */
+  ingressFile?: string;
+  ingressTable: Int32Array | null;
+}
+
+export class SequencerStage {
+  readonly node: LinuxNode;
+  readonly acct = new Accounting();
+  readonly name: string;
+  private readonly ingress: IngressMap;
+  /** Frame being processed (ordinal) and its input byte offset, for error reports. */
+  frame = -1;
+  fileOffset = -1;
+
+  constructor(
+    o: NodeStageOptions,
+    private readonly fault: Fault | null,
+    private readonly inWorker: boolean,
+    /** Where to publish the frame being processed (a shared cell read if the thread dies). */
+    private readonly frameCell: Float64Array | null = null,
+    private readonly frameCellIndex = 0,
+  ) {
+    this.node = new LinuxNode(o.node, { seed: o.seed, comments: o.comments });
+    this.name = `sequencer (node ${o.node.name})`;
+    this.ingress = IngressMap.fromTable(o.ingressFile, o.ingressTable);
+  }
+
+  /** Walk every record of the input slot through the node, in order. */
+  process(slot: Slot, sink: OutSink): void {
+    const n = slot.h[H_COUNT]!;
+    const first = slot.hf[HF_FIRST]!;
+    const node = this.node;
+    const acct = this.acct;
+    const data = slot.data;
+    const dv = slot.dataDv;
+    const faultFrame = this.fault !== null && this.fault.stage === 'sequencer' ? this.fault.frame - 1 : -1;
+    const cell = this.frameCell;
+    const ci = this.frameCellIndex;
+    acct.in += n;
+    acct.bytesIn += slot.hf[HF_BYTES]!;
+    for (let i = 0; i < n; i++) {
+      const frameNo = first + i;
+      this.frame = frameNo;
+      this.fileOffset = slot.pos[i]!;
+      if (cell !== null) cell[ci] = frameNo;
+      if (frameNo === faultFrame) injectFault(this.fault!, this.inWorker);
+      const off = slot.offset[i]!;
+      const caplen = slot.caplen[i]!;
+      const link = slot.link[i]!;
+      const linktype = link & 0xffff;
+      let inIf = this.ingress.fromSidecar(frameNo);
+      if (inIf < 0) inIf = slot.aux[i]!;
+      if (inIf < 0 && linktype === LINKTYPE_ETHERNET && caplen >= 6) inIf = node.ifByMac(data, off);
+      if (inIf < 0) {
+        acct.error('no ingress interface (no --ingress line, no matching interface name, no interface with the destination MAC)');
+        continue;
+      }
+      const tsSec = slot.tsSec[i]!;
+      const tsNsec = slot.tsNsec[i]!;
+      sink.tsSec = tsSec;
+      sink.tsNsec = tsNsec;
+      sink.src = frameNo;
+      const fate = node.receive(data, dv, off, caplen, slot.origlen[i]!, linktype, link >>> 16, inIf, tsSec + tsNsec * 1e-9, sink);
+      // A completed datagram also decides the fate of the fragments held before it.
+      const frames = 1 + node.absorbed;
+      if (fate === FATE_LEFT) acct.left += frames;
+      else if (fate === FATE_DELIVERED) acct.delivered += frames;
+      else if (fate === FATE_DROPPED) acct.drop(node.reason, frames);
+      else if (fate === FATE_ERROR) acct.error(node.reason, frames);
+      else if (fate !== FATE_HELD) acct.error('no outcome (internal)', frames);
+      if (node.expiredFragments > 0) {
+        acct.drop('fragments of an incomplete datagram (reassembly timeout or discarded queue)', node.expiredFragments);
+        node.expiredFragments = 0;
+      }
+      acct.generated += node.framesGenerated;
+    }
+    this.frame = -1;
+    this.fileOffset = -1;
+  }
+
+  /** End of the input: fragments still waiting for the rest of their datagram are dropped. */
+  finish(): void {
+    const held = this.node.heldFragments();
+    if (held > 0) this.acct.drop('fragments of an incomplete datagram at the end of the capture', held);
+  }
+}
+

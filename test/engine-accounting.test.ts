@@ -1,0 +1,169 @@
+/**
+ * Invariant 3 (DESIGN.md): every packet accounted. After every run
+ *   in = left the model + delivered + dropped (by reason) + errors (by kind)
+ * over all the test captures: the capture corpus through the identity pipeline (in-process, the
+ * API the benchmarks call), the sample captures and the kernel-differential inputs through their
+ * nodes, generated captures with drops and errors; with one thread and with worker threads
+ * (the sequencer's accounting crosses a thread and must arrive whole).
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { replayIdentity } from '../src/engine/replay.js';
+import { replayNode } from '../src/engine/node-replay.js';
+import { genCapture } from '../src/engine/gen.js';
+import { loadNodeConfig, parseNodeConfig } from '../src/elements/linux/config.js';
+import type { Accounting } from '../src/engine/accounting.js';
+import { FIXTURES, runDpemu, type Step } from './support/scenario.js';
+import { balanced, countRecords, dpemuRun, genServiceCapture, ROOT, sameBytes, serviceNodeYaml, writeServiceNode } from './support/engine.js';
+import * as edgeDnat from './fixtures/kernel/edge-dnat.frames.js';
+import * as fragment from './fixtures/kernel/fragment.frames.js';
+import * as masquerade from './fixtures/kernel/masquerade.frames.js';
+import * as netpol from './fixtures/kernel/netpol.frames.js';
+import * as serviceNth from './fixtures/kernel/service-nth.frames.js';
+import * as ttlDnat from './fixtures/kernel/ttl-dnat.frames.js';
+import * as vxlan from './fixtures/kernel/vxlan.frames.js';
+
+const SCENARIOS: Record<string, { steps(c: ReturnType<typeof loadNodeConfig>): Step[] }> = {
+  'edge-dnat': edgeDnat,
+  fragment,
+  masquerade,
+  netpol,
+  'service-nth': serviceNth,
+  'ttl-dnat': ttlDnat,
+  vxlan,
+};
+
+const CORPUS = resolve(ROOT, '../shared/corpus');
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dpemu-engine-acct-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function expectBalanced(a: Accounting, what: string): void {
+  const right = a.left + a.delivered + a.droppedTotal() + a.errorsTotal();
+  expect(a.in, `${what}: in = left + delivered + dropped + errors (${a.left} + ${a.delivered} + ${a.droppedTotal()} + ${a.errorsTotal()})`).toBe(right);
+  expect(a.balanced()).toBe(true);
+}
+
+const counts = (a: Accounting): unknown => {
+  const j = a.toJSON() as unknown as Record<string, unknown>;
+  return { ...j };
+};
+
+describe.skipIf(!existsSync(join(CORPUS, 'INDEX.tsv')))('engine accounting: the capture corpus through the identity pipeline', () => {
+  const files = readFileSync(join(CORPUS, 'INDEX.tsv'), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split('\t')[0]!);
+
+  it('every readable corpus file: in = left (+ the records before any damage), one thread', async () => {
+    let replayed = 0;
+    for (const [k, f] of files.entries()) {
+      const out = join(dir, `corpus-${k}.pcapng`);
+      let r;
+      try {
+        r = await replayIdentity({ inPath: join(CORPUS, f), outPath: out, format: 'pcapng', workers: 1 });
+      } catch (e) {
+        // A file the reader refuses outright (bad header) is an input error, nothing to account.
+        expect((e as Error).name, f).toBe('CaptureError');
+        continue;
+      }
+      replayed++;
+      expectBalanced(r.acct, f);
+      expect(r.acct.in, f).toBe(countRecords(join(CORPUS, f)));
+      expect(r.acct.left, f).toBe(r.acct.in);
+      expect(countRecords(out), f).toBe(r.acct.in);
+      rmSync(out);
+    }
+    expect(replayed).toBeGreaterThan(500);
+  }, 300_000);
+
+  it('a subset with worker threads: the same accounting and the same bytes as one thread', async () => {
+    const subset = files.filter((f, k) => f.endsWith('.pcapng') ? k % 3 === 0 : k % 15 === 0);
+    expect(subset.length).toBeGreaterThan(30);
+    for (const f of subset) {
+      const a = join(dir, 'sub-1.pcapng');
+      const b = join(dir, 'sub-2.pcapng');
+      let r1;
+      try {
+        r1 = await replayIdentity({ inPath: join(CORPUS, f), outPath: a, format: 'pcapng', workers: 1 });
+      } catch {
+        continue;
+      }
+      const r2 = await replayIdentity({ inPath: join(CORPUS, f), outPath: b, format: 'pcapng', workers: 2 });
+      expectBalanced(r2.acct, f);
+      expect(counts(r2.acct), f).toEqual(counts(r1.acct));
+      expect(sameBytes(a, b), f).toBe(true);
+    }
+  }, 300_000);
+});
+
+describe('engine accounting: nodes', () => {
+  it('the sample node on the sample capture, 1 and 2 workers (in-process API)', async () => {
+    const node = loadNodeConfig(join(ROOT, 'pcaps', 'edge-node.yaml'));
+    const input = join(ROOT, 'pcaps', 'edge-flows.pcapng');
+    const r1 = await replayNode({ inPath: input, outPath: join(dir, 'edge-1.pcapng'), format: 'pcapng', node, workers: 1 });
+    const r2 = await replayNode({ inPath: input, outPath: join(dir, 'edge-2.pcapng'), format: 'pcapng', node, workers: 2 });
+    expectBalanced(r1.acct, 'edge, 1 worker');
+    expectBalanced(r2.acct, 'edge, 2 workers');
+    expect(counts(r2.acct)).toEqual(counts(r1.acct));
+    expect(r1.acct.in).toBe(countRecords(input));
+    expect(r2.workers).toBe(2);
+    expect(r2.stages.map((s) => s.stage)).toEqual(['main (reader, writer)', `sequencer (node ${node.name})`, 'encoder 1']);
+  });
+
+  it('every kernel-differential input through its node', () => {
+    for (const [name, mod] of Object.entries(SCENARIOS)) {
+      const nodeFile = join(FIXTURES, `${name}.yaml`);
+      const cfg = loadNodeConfig(nodeFile);
+      for (const w of [1, 2]) {
+        const stats = join(dir, `k-${name}-${w}.json`);
+        const run = runDpemu(nodeFile, cfg, mod.steps(cfg), { tag: `acct-${name}`, extraArgs: ['--workers', String(w), '--stats', stats] });
+        const j = JSON.parse(readFileSync(stats, 'utf8')) as Record<string, unknown>;
+        expect(balanced(j), `${name}, ${w} workers: ${JSON.stringify(j)}`).toBe(true);
+        expect(j.in, name).toBe(run.inputs.length);
+        expect(j.written, name).toBe(run.outputs.length);
+        rmSync(run.artifacts.dir, { recursive: true, force: true });
+      }
+    }
+  }, 180_000);
+
+  it('generated captures with drops (UDP, policy) and errors (no ingress interface), 1 and 4 workers', async () => {
+    const node = parseNodeConfig(serviceNodeYaml(), 'engine-worker.yaml');
+    const mixed = join(dir, 'mixed.pcap');
+    genCapture(mixed, { frames: 60_000, seed: 9, udpShare: 0.3, ports: [80, 443, 53] });
+    const stray = join(dir, 'stray.pcap');
+    genCapture(stray, { frames: 20_000, seed: 10, dstMac: '02:00:00:00:99:99' });
+    for (const input of [mixed, stray]) {
+      const r1 = await replayNode({ inPath: input, outPath: join(dir, 'g1.pcap'), format: 'pcap', node, workers: 1 });
+      const r4 = await replayNode({ inPath: input, outPath: join(dir, 'g4.pcap'), format: 'pcap', node, workers: 4 });
+      expectBalanced(r1.acct, input);
+      expectBalanced(r4.acct, input);
+      expect(counts(r4.acct)).toEqual(counts(r1.acct));
+      expect(r1.acct.droppedTotal() + r1.acct.errorsTotal()).toBeGreaterThan(0);
+      expect(sameBytes(join(dir, 'g1.pcap'), join(dir, 'g4.pcap'))).toBe(true);
+    }
+  }, 120_000);
+
+  it('the CLI prints the equation and --stats writes the same JSON as --json', () => {
+    const input = join(dir, 'svc.pcap');
+    genServiceCapture(input, 30_000);
+    const node = writeServiceNode(dir);
+    const stats = join(dir, 'svc.json');
+    const r = dpemuRun(['replay', '--node', node, '--in', input, '--out', join(dir, 'svc-out.pcap'), '--workers', '2', '--json', '--stats', stats]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/accounting\s+in = left \+ delivered \+ dropped \+ errors/);
+    expect(r.stderr).toMatch(/threads\s+2 workers \(sequencer \+ 1 encoder\) \+ main/);
+    const j = JSON.parse(r.stdout.toString('utf8')) as Record<string, unknown>;
+    expect(balanced(j)).toBe(true);
+    expect(j).toMatchObject({ in: 30_000, interrupted: false, workers: 2, encoders: 1 });
+    const fromFile = JSON.parse(readFileSync(stats, 'utf8')) as Record<string, unknown>;
+    expect(fromFile).toEqual(j);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
