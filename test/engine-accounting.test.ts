@@ -158,7 +158,7 @@ describe('engine accounting: nodes', () => {
     const r = dpemuRun(['replay', '--node', node, '--in', input, '--out', join(dir, 'svc-out.pcap'), '--workers', '2', '--json', '--stats', stats]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/accounting\s+in = left \+ delivered \+ dropped \+ errors/);
-    expect(r.stderr).toMatch(/threads\s+2 workers \(sequencer \+ 1 encoder\) \+ main/);
+    expect(r.stderr).toMatch(/threads\s+main \(reader, writer\) \+ sequencer \+ 1 encoder/);
     const j = JSON.parse(r.stdout.toString('utf8')) as Record<string, unknown>;
     expect(balanced(j)).toBe(true);
     expect(j).toMatchObject({ in: 30_000, interrupted: false, workers: 2, encoders: 1 });

@@ -48,8 +48,8 @@ locally or drops are not written but counted by reason. The summary goes to stde
 with the accounting: in = left the model + delivered + dropped (by reason) + errors (by kind).
 
 Threads: with --workers N >= 2, one sequencer thread runs the node over every frame in capture
-order and N-1 encoder threads write the records (the identity pipeline: N encoders); the
-output is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes
+order and N-1 encoder threads serialise the records (the identity pipeline: N-1 encoders, at
+least one); the main thread reads and writes. The output is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes
 a valid output (exit code 130); a second Ctrl-C stops at once without output.
 
 Examples:

@@ -93,7 +93,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     nanosecond: opts.ns,
     onDamage: opts.onDamage,
     workers,
-    // Undocumented, for measurements: encoder threads of the node pipeline.
+    // Undocumented, for measurements: the number of encoder threads.
     encoders: process.env.DPEMU_ENCODERS !== undefined ? Number(process.env.DPEMU_ENCODERS) : undefined,
     signal: ctrl.signal,
     onProgress: progress ? (p: Parameters<ProgressBar['update']>[0]) => progress.update(p) : undefined,
@@ -137,7 +137,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
         ] as [string, string][])),
     ['accounting', acct.balanced() ? 'in = left + delivered + dropped + errors' : `UNBALANCED: ${int(acct.in)} in, ${int(acct.left + acct.delivered + acct.droppedTotal() + acct.errorsTotal())} accounted for`],
     ['rate', `${rate(acct.in, elapsedNs)} frames/s, ${rate(acct.bytesIn, elapsedNs)}B/s, ${(elapsedNs / 1e9).toFixed(3)} s`],
-    ['threads', result.workers === 1 ? '1 (no worker threads)' : `${result.workers} workers (${opts.node ? `sequencer + ${result.encoders} encoder${result.encoders === 1 ? '' : 's'}` : `${result.encoders} encoders`}) + main`],
+    ['threads', result.workers === 1 ? '1 (everything in the main thread)' : `main (reader, writer)${opts.node ? ' + sequencer' : ''} + ${result.encoders} encoder${result.encoders === 1 ? '' : 's'}`],
     ...(interrupted ? ([['interrupted', `yes: the output holds the ${int(acct.in)} frames read before SIGINT`]] as [string, string][]) : []),
   ];
   process.stderr.write(`dpemu replay: ${opts.in} -> ${opts.out} (${format}, ${pipeline})\n${table(rows)}\n`);

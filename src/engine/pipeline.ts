@@ -13,8 +13,9 @@
  * Threads: `workers` (default: the number of cores) is the number of worker threads. With 1
  * everything runs in the calling thread, without a pool, through the same stage objects and the
  * same encodeRecord(). With N ≥ 2: node pipeline = 1 sequencer + (N−1) encoders (`encoders`
- * overrides; 0 = the sequencer encodes), identity = N encoders. Threads are owned by a piscina
- * pool; each gets one long-running task (worker.ts) and drains its ring.
+ * overrides; 0 = the sequencer encodes), identity = max(1, N−1) encoders (the main thread,
+ * reader and writer, is the other stage). Threads are owned by a piscina pool; each gets one
+ * long-running task (worker.ts) and drains its ring.
  *
  * Rings are fixed arrays of slots (bounded memory): a stage that finds no free slot waits, so a
  * slow writer slows the sequencer, which slows the reader. The main thread waits with
@@ -27,7 +28,6 @@
  */
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { Piscina } from 'piscina';
 import { CaptureReader } from '../pcap/reader.js';
 import { CaptureWriter, type WriterOptions } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
@@ -94,7 +94,7 @@ export interface EngineOptions {
   batchSize?: number;
   /** Worker threads; 1 = everything in the calling thread. Default: the number of cores. */
   workers?: number;
-  /** Node pipeline: encoder threads (default workers − 1; 0 = the sequencer encodes). */
+  /** Encoder threads (default workers − 1; node pipeline: 0 = the sequencer encodes; identity: at least 1). */
   encoders?: number;
   /** Bytes of frame data per slot (default 1 MiB); larger records get a slot of their own size. */
   slotData?: number;
@@ -492,7 +492,9 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   const identity = stageOpts === null;
   const R = m.opts.batchSize ?? DEFAULT_BATCH;
   const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
-  const K = identity ? workers : Math.max(0, Math.min(m.opts.encoders ?? workers - 1, 255));
+  // Node: 1 sequencer + (N−1) encoders. Identity: no sequencer, the main thread (reader and
+  // writer) is the other stage: N−1 encoders (measured faster on 2 cores than N; see the report).
+  const K = identity ? Math.max(1, Math.min(m.opts.encoders ?? workers - 1, 255)) : Math.max(0, Math.min(m.opts.encoders ?? workers - 1, 255));
   const threads = identity ? K : 1 + K;
   const S = identity ? 0 : IN_SLOTS;
   // A multiple of K: output slot k then always belongs to encoder k mod K (slot j mod O of
@@ -513,6 +515,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   const fillGen = identity ? (k: number) => ctl.outGen(k) : (k: number) => ctl.inGen(k);
   const P = fillRing.length;
 
+  const { Piscina } = await import('piscina');
   const pool = new Piscina({ filename: workerFile(), minThreads: threads, maxThreads: threads, idleTimeout: 60_000, atomics: 'disabled' });
   const consumerPorts: MessagePort[] = [];
   const tasks: { name: string; frameCell: number; promise: Promise<TaskResult> }[] = [];

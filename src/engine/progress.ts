@@ -24,7 +24,7 @@ export class ProgressBar {
         {
           format: known
             ? '{bar} {percentage}% | {frames} frames | {mb} MB | {fps} frames/s | ETA {eta_formatted}'
-            : '{frames} frames | {mb} MB | {fps} frames/s | {duration_formatted}',
+            : '{frames} frames | {mb} MB | {fps} frames/s | {elapsed} s',
           stream: this.stream,
           hideCursor: true,
           clearOnComplete: true,
@@ -46,6 +46,7 @@ export class ProgressBar {
       frames: p.frames.toLocaleString('en-US'),
       mb: (p.bytesRead / 1e6).toFixed(1),
       fps: sec > 0 ? Math.round(p.frames / sec).toLocaleString('en-US') : '-',
+      elapsed: sec.toFixed(0),
     };
   }
 

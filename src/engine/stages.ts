@@ -400,7 +400,7 @@ export class Encoder {
   constructor(
     private readonly fmt: number,
     /** Identity pipeline: the slot's records are input records (classify them; frame = HF_FIRST + i). */
-    private readonly identity: boolean,
+    identity: boolean,
     private readonly fault: Fault | null,
     private readonly inWorker: boolean,
     /** Where to publish the frame being encoded (a shared cell read if the thread dies). */
