@@ -34,6 +34,7 @@ import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
 import type { NodeConfig } from '../elements/linux/config.js';
 import { Accounting } from './accounting.js';
+import { PacketView, PARSE_MALFORMED, PARSE_NON_IPV4, PARSE_TRUNCATED } from '../packet/view.js';
 import { IngressMap } from './ingress.js';
 import {
   allocSlot,
@@ -406,7 +407,65 @@ class Yielder {
 // ---------------------------------------------------------------------------------------------
 // One thread
 
+/**
+ * Identity in one thread: the reader's batch goes straight to the writer (CaptureWriter.writeBatch
+ * copies runs of records laid out like the output in one go and rewrites their headers), with
+ * every frame parsed for the accounting; no slot copy, no encoder. The bytes are those of the
+ * encoder path (writeBatch = writeRecord per record = encodeRecord; tested in engine-encode and
+ * pcap-writer), so `--workers 1` and `--workers N` still agree.
+ */
+async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
+  const cpu0 = threadCpuMs();
+  const batch = new RecordBatch(m.opts.batchSize ?? DEFAULT_BATCH);
+  const view = new PacketView();
+  const yielder = new Yielder(m, t0);
+  const signal = m.opts.signal;
+  const a = m.acct;
+  let ifaceMap = new Uint32Array(0);
+  let interrupted = false;
+  let seq = 0;
+  for (;;) {
+    if (signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const n = m.readBatch(batch, seq);
+    if (n === 0) break;
+    const w = m.writer!;
+    const p = m.pendingIfaces;
+    while (p.length > 0) w.addInterface(p.shift()!.iface);
+    const outIf = m.filler.outIf;
+    if (ifaceMap.length !== outIf.length) ifaceMap = Uint32Array.from(outIf);
+    const linkOf = m.filler.linkOf;
+    const buf = batch.buf;
+    const dv = batch.dv;
+    let bytes = 0;
+    for (let i = 0; i < n; i++) {
+      const link = linkOf[batch.iface[i]!]!;
+      const caplen = batch.caplen[i]!;
+      bytes += caplen;
+      const st = view.parse(buf, dv, batch.offset[i]!, caplen, link & 0xffff, link >>> 16, batch.origlen[i]!);
+      if (st === PARSE_NON_IPV4) a.nonIpv4++;
+      else if (st === PARSE_MALFORMED) a.malformed++;
+      else if (st === PARSE_TRUNCATED) a.truncated++;
+    }
+    const tw = process.hrtime.bigint();
+    w.writeBatch(batch, ifaceMap);
+    if (m.slowSource) w.flush();
+    m.writeNs += Number(process.hrtime.bigint() - tw);
+    a.in += n;
+    a.left += n;
+    a.written += n;
+    a.bytesIn += bytes;
+    a.bytesOut += bytes;
+    seq++;
+    await yielder.maybe();
+  }
+  return { acct: a, interrupted, encoders: 0, stages: [mainStats(m, cpu0, t0)] };
+}
+
 async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, nIf: number, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
+  if (stageOpts === null && fault === null) return runIdentityDirect(m, t0);
   const cpu0 = threadCpuMs();
   const R = m.opts.batchSize ?? DEFAULT_BATCH;
   const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;

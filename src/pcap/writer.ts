@@ -634,6 +634,15 @@ export class CaptureWriter {
     }
     if (this.tmpPath !== null && this.finalPath !== null) {
       try {
+        // Renaming over an existing file makes ext4 (auto_da_alloc) flush the new file's data
+        // first: ~50 ms per 100 MB, a third of a 1M-frame replay. Removing the old file first
+        // avoids it; the output is still never half-written (it is the old file, no file, or
+        // the complete new one).
+        try {
+          if (fs.lstatSync(this.finalPath).isFile()) fs.unlinkSync(this.finalPath);
+        } catch {
+          /* no old output */
+        }
         fs.renameSync(this.tmpPath, this.finalPath);
       } catch (e) {
         this.fail(`cannot rename ${this.tmpPath} to the output`, e);
