@@ -63,7 +63,7 @@ import {
   type SlotGeometry,
 } from './slots.js';
 import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, StageError, threadCpuMs, type Fault } from './stages.js';
-import { SequencerStage, type NodeStageOptions } from './sequencer.js';
+import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
 /** A problem with the options (reported as a usage error). */
@@ -407,6 +407,64 @@ class Yielder {
 // ---------------------------------------------------------------------------------------------
 // One thread
 
+/** The node's frames written straight to the output (one thread): one copy, into the writer's buffer. */
+class WriterSink implements FrameSinkAt {
+  tsSec = 0;
+  tsNsec = 0;
+  src = 0;
+  constructor(
+    private readonly w: CaptureWriter,
+    private readonly outId: Int32Array,
+    private readonly acct: Accounting,
+  ) {}
+  frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
+    const id = outIf >= 0 && outIf < this.outId.length ? this.outId[outIf]! : -1;
+    if (id < 0) throw new Error(`the node sent a frame out of its interface ${outIf}, which is not an output interface`);
+    // epb_flags 2: outbound (as the encoders write it).
+    this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, comments !== null && comments.length !== 0 ? (comments as string[]) : undefined, 2);
+    this.acct.written++;
+    this.acct.bytesOut += len;
+  }
+}
+
+/**
+ * The node in one thread: reader batch → the sequencer's walk → writer, without slots or
+ * encoders. Same stateful order and the same record bytes as the pooled path (writeRecord and
+ * encodeRecord agree: engine-encode test), so `--workers 1` and `--workers N` still agree.
+ */
+async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: Int32Array, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
+  const cpu0 = threadCpuMs();
+  let stage: SequencerStage;
+  try {
+    stage = new SequencerStage(stageOpts, fault, false);
+  } catch (e) {
+    throw new StageError(failureOf(e, 'sequencer', -1, -1));
+  }
+  const batch = new RecordBatch(m.opts.batchSize ?? DEFAULT_BATCH);
+  const sink = new WriterSink(m.writer!, outId, stage.acct);
+  const yielder = new Yielder(m, t0);
+  const signal = m.opts.signal;
+  let interrupted = false;
+  let seq = 0;
+  for (;;) {
+    if (signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const n = m.readBatch(batch, seq++);
+    if (n === 0) break;
+    try {
+      stage.processBatch(batch, m.filler.linkOf, m.filler.byName, sink);
+    } catch (e) {
+      throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
+    }
+    if (m.slowSource) m.writer!.flush();
+    await yielder.maybe();
+  }
+  stage.finish();
+  return { acct: stage.acct, interrupted, encoders: 0, stages: [mainStats(m, cpu0, t0)] };
+}
+
 /**
  * Identity in one thread: the reader's batch goes straight to the writer (CaptureWriter.writeBatch
  * copies runs of records laid out like the output in one go and rewrites their headers), with
@@ -466,6 +524,7 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
 
 async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, nIf: number, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
   if (stageOpts === null && fault === null) return runIdentityDirect(m, t0);
+  if (stageOpts !== null) return runNodeDirect(m, stageOpts, outId, fault, t0);
   const cpu0 = threadCpuMs();
   const R = m.opts.batchSize ?? DEFAULT_BATCH;
   const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
