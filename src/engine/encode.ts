@@ -9,6 +9,7 @@
  * character boundary, as CaptureWriter cuts them). putComments() makes the block from strings;
  * every path (one thread or many) goes through it.
  */
+import { putNgTimestamp } from '../pcap/timestamp.js';
 import { copyBytes } from '../util/bytes.js';
 import { FMT_PCAPNG, FMT_PCAP_NS } from './slots.js';
 
@@ -23,7 +24,6 @@ const OPT_COMMENT = 1;
 const OPT_EPB_FLAGS = 2;
 const MAX_OPT_LEN = 0xffff;
 const TWO_32 = 4294967296;
-const MAX_NG_SEC = Math.floor(Number(0xffffffffffffffffn / 1_000_000_000n)) - 1;
 
 const pad4 = (n: number): number => (n + 3) & ~3;
 
@@ -160,27 +160,8 @@ export function encodeRecord(
   return q + 4;
 }
 
-/** The 64-bit pcapng timestamp (ns since 1970, if_tsresol=9), as CaptureWriter.putTimestamp. */
+/** The 64-bit pcapng timestamp, exactly as CaptureWriter writes it. */
 function putTimestamp(dv: DataView, p: number, tsSec: number, tsNsec: number): void {
-  let hi: number;
-  let lo: number;
-  if (tsSec >= 0 && tsSec < TWO_32 && tsNsec >= 0 && tsNsec < 1e9) {
-    const q = tsSec * 1953125;
-    hi = Math.floor(q / 8388608);
-    lo = (q - hi * 8388608) * 512 + tsNsec;
-    if (lo >= TWO_32) {
-      lo -= TWO_32;
-      hi += 1;
-    }
-  } else {
-    if (!Number.isFinite(tsSec) || !Number.isFinite(tsNsec)) throw new EncodeError(`timestamp ${tsSec} s: not a finite timestamp`);
-    const sec = Math.floor(tsSec) + Math.floor(tsNsec / 1e9);
-    const nsec = tsNsec - Math.floor(tsNsec / 1e9) * 1e9;
-    if (sec < 0 || sec > MAX_NG_SEC) throw new EncodeError(`timestamp ${tsSec} s: outside the 64-bit nanosecond range of pcapng (1970..2554)`);
-    const t = BigInt(sec) * 1_000_000_000n + BigInt(Math.floor(nsec));
-    hi = Number(t >> 32n);
-    lo = Number(t & 0xffffffffn);
-  }
-  dv.setUint32(p, hi, true);
-  dv.setUint32(p + 4, lo, true);
+  const bad = putNgTimestamp(dv, p, tsSec, tsNsec);
+  if (bad !== null) throw new EncodeError(`timestamp ${tsSec} s: ${bad}`);
 }

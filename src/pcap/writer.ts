@@ -22,6 +22,7 @@ import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
 import { copyBytes } from '../util/bytes.js';
+import { putNgTimestamp } from './timestamp.js';
 
 export interface WriterOptions {
   format: 'pcap' | 'pcapng';
@@ -83,8 +84,6 @@ const OPT_EPB_FLAGS = 2;
 /** Longest option value (the option length is a u16). */
 const MAX_OPT_LEN = 0xffff;
 const TWO_32 = 4294967296;
-/** Largest second whose ns count still fits the pcapng 64-bit timestamp. */
-const MAX_NG_SEC = Math.floor(Number(0xffffffffffffffffn / 1_000_000_000n)) - 1;
 
 
 const pad4 = (n: number): number => (n + 3) & ~3;
@@ -805,38 +804,10 @@ export class CaptureWriter {
     this.records++;
   }
 
-  /**
-   * Store the 64-bit pcapng timestamp (ns since 1970, if_tsresol=9) as ts_high, ts_low.
-   * tsSec * 1e9 exceeds 2^53, so: 1e9 = 2^9 * 1953125 and, for tsSec < 2^32,
-   * q = tsSec * 1953125 < 2^53 is exact; total = q * 2^9 + ns = qHi * 2^32 + qLo * 2^9 + ns with
-   * q = qHi * 2^23 + qLo. Every step is an exact integer in a double; no BigInt.
-   */
+  /** Store the 64-bit pcapng timestamp (see putNgTimestamp). */
   private putTimestamp(p: number, tsSec: number, tsNsec: number): void {
-    let hi: number;
-    let lo: number;
-    if (tsSec >= 0 && tsSec < TWO_32 && tsNsec >= 0 && tsNsec < 1e9) {
-      const q = tsSec * 1953125;
-      hi = Math.floor(q / 8388608);
-      lo = (q - hi * 8388608) * 512 + tsNsec;
-      if (lo >= TWO_32) {
-        lo -= TWO_32;
-        hi += 1;
-      }
-    } else {
-      [hi, lo] = this.slowTimestamp(tsSec, tsNsec);
-    }
-    const dv = this.dv;
-    dv.setUint32(p, hi, true);
-    dv.setUint32(p + 4, lo, true);
-  }
-
-  private slowTimestamp(tsSec: number, tsNsec: number): [number, number] {
-    if (!Number.isFinite(tsSec) || !Number.isFinite(tsNsec)) this.badTime(tsSec, 'not a finite timestamp');
-    const sec = Math.floor(tsSec) + Math.floor(tsNsec / 1e9);
-    const nsec = tsNsec - Math.floor(tsNsec / 1e9) * 1e9;
-    if (sec < 0 || sec > MAX_NG_SEC) this.badTime(tsSec, 'outside the 64-bit nanosecond range of pcapng (1970..2554)');
-    const t = BigInt(sec) * 1_000_000_000n + BigInt(Math.floor(nsec));
-    return [Number(t >> 32n), Number(t & 0xffffffffn)];
+    const bad = putNgTimestamp(this.dv, p, tsSec, tsNsec);
+    if (bad !== null) this.badTime(tsSec, bad);
   }
 
   // ===========================================================================================
