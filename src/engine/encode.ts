@@ -9,7 +9,7 @@
  * character boundary, as CaptureWriter cuts them). putComments() makes the block from strings;
  * every path (one thread or many) goes through it.
  */
-import { putNgTimestamp } from '../pcap/timestamp.js';
+import { OPT_COMMENT, OPT_ENDOFOPT, pad4, putEpbFlags, putEpbHead, putPcapRecordHeader } from '../pcap/records.js';
 import { copyBytes } from '../util/bytes.js';
 import { FMT_PCAPNG, FMT_PCAP_NS } from './slots.js';
 
@@ -18,14 +18,7 @@ export class EncodeError extends Error {
   override readonly name = 'EncodeError';
 }
 
-const BT_EPB = 0x00000006;
-const OPT_ENDOFOPT = 0;
-const OPT_COMMENT = 1;
-const OPT_EPB_FLAGS = 2;
 const MAX_OPT_LEN = 0xffff;
-const TWO_32 = 4294967296;
-
-const pad4 = (n: number): number => (n + 3) & ~3;
 
 /** Upper bound of the bytes putComments() needs for these comments. */
 export function commentsBound(comments: readonly string[]): number {
@@ -107,28 +100,16 @@ export function encodeRecord(
   if (off + caplen > src.length || off < 0) throw new EncodeError(`bytes ${off}..${off + caplen} are outside the ${src.length}-byte source buffer`);
   if (fmt !== FMT_PCAPNG) {
     if (iface !== 0) throw new EncodeError(`interface ${iface} is not defined (1 interface)`);
-    if (tsNsec >= 1e9 || tsNsec < 0) {
-      tsSec += Math.floor(tsNsec / 1e9);
-      tsNsec -= Math.floor(tsNsec / 1e9) * 1e9;
-    }
-    if (!(tsSec >= 0 && tsSec < TWO_32)) throw new EncodeError(`timestamp ${tsSec} s: a pcap timestamp is an unsigned 32-bit count of seconds`);
-    edv.setUint32(p, tsSec, true);
-    // µs: floor(nsec / 1000); ToUint32 of a positive number truncates, which is floor.
-    edv.setUint32(p + 4, fmt === FMT_PCAP_NS ? tsNsec : tsNsec / 1000, true);
-    edv.setUint32(p + 8, caplen, true);
-    edv.setUint32(p + 12, origlen, true);
+    const bad = putPcapRecordHeader(edv, p, tsSec, tsNsec, caplen, origlen, fmt === FMT_PCAP_NS);
+    if (bad !== null) throw new EncodeError(`timestamp ${tsSec} s: ${bad}`);
     copyBytes(enc, edv, p + 16, src, sdv, off, caplen);
     return p + 16 + caplen;
   }
   if (!(iface >= 0 && iface < nIf)) throw new EncodeError(`interface ${iface} is not defined (${nIf} interface${nIf === 1 ? '' : 's'})`);
   const padded = pad4(caplen);
-  edv.setUint32(p, BT_EPB, true);
-  edv.setUint32(p + 8, iface, true);
-  putTimestamp(edv, p + 12, tsSec, tsNsec);
-  edv.setUint32(p + 20, caplen, true);
-  edv.setUint32(p + 24, origlen, true);
-  // Zero the last (padding) word first; the frame copy then overwrites its data bytes.
-  if (padded !== caplen) edv.setUint32(p + 24 + padded, 0, true);
+  // The total length is patched below, once the options are written.
+  const bad = putEpbHead(edv, p, 0, iface, tsSec, tsNsec, caplen, origlen);
+  if (bad !== null) throw new EncodeError(`timestamp ${tsSec} s: ${bad}`);
   copyBytes(enc, edv, p + 28, src, sdv, off, caplen);
   let q = p + 28 + padded;
   if (cmtLen !== 0) {
@@ -144,12 +125,7 @@ export function encodeRecord(
       c += 2 + l;
     }
   }
-  if (flags !== 0) {
-    edv.setUint16(q, OPT_EPB_FLAGS, true);
-    edv.setUint16(q + 2, 4, true);
-    edv.setUint32(q + 4, flags, true);
-    q += 8;
-  }
+  if (flags !== 0) q = putEpbFlags(edv, q, flags);
   if (flags !== 0 || cmtLen !== 0) {
     edv.setUint32(q, OPT_ENDOFOPT, true);
     q += 4;
@@ -160,8 +136,3 @@ export function encodeRecord(
   return q + 4;
 }
 
-/** The 64-bit pcapng timestamp, exactly as CaptureWriter writes it. */
-function putTimestamp(dv: DataView, p: number, tsSec: number, tsNsec: number): void {
-  const bad = putNgTimestamp(dv, p, tsSec, tsNsec);
-  if (bad !== null) throw new EncodeError(`timestamp ${tsSec} s: ${bad}`);
-}

@@ -22,7 +22,7 @@ import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
 import { copyBytes } from '../util/bytes.js';
-import { putNgTimestamp } from './timestamp.js';
+import { BT_EPB, OPT_COMMENT, OPT_ENDOFOPT, OPT_EPB_FLAGS, pad4, putEpbFlags, putEpbHead, putNgTimestamp, putPcapRecordHeader } from './records.js';
 
 export interface WriterOptions {
   format: 'pcap' | 'pcapng';
@@ -68,25 +68,20 @@ const PCAP_MAGIC_NS = 0xa1b23c4d;
 
 const BT_SHB = 0x0a0d0d0a;
 const BT_IDB = 0x00000001;
-const BT_EPB = 0x00000006;
 const BT_DSB = 0x0000000a;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 
-const OPT_ENDOFOPT = 0;
-const OPT_COMMENT = 1;
 const OPT_SHB_USERAPPL = 4;
 const OPT_IF_NAME = 2;
 const OPT_IF_DESCRIPTION = 3;
 const OPT_IF_TSRESOL = 9;
 const OPT_IF_FCSLEN = 13;
-const OPT_EPB_FLAGS = 2;
 
 /** Longest option value (the option length is a u16). */
 const MAX_OPT_LEN = 0xffff;
 const TWO_32 = 4294967296;
 
 
-const pad4 = (n: number): number => (n + 3) & ~3;
 
 // ---------------------------------------------------------------------------------------------
 // Writers alive in this process, so an exit without commit removes their temp files.
@@ -688,20 +683,12 @@ export class CaptureWriter {
     if (caplen > this.snaplens[0]!) this.overSnaplen++;
     if (origlen < caplen) origlen = caplen;
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
-    if (tsNsec >= 1e9 || tsNsec < 0) {
-      tsSec += Math.floor(tsNsec / 1e9);
-      tsNsec -= Math.floor(tsNsec / 1e9) * 1e9;
-    }
-    if (!(tsSec >= 0 && tsSec < TWO_32)) this.badTime(tsSec, 'a pcap timestamp is an unsigned 32-bit count of seconds');
     const need = 16 + caplen;
     let pos = this.pos;
     if (pos + need > this.limit) pos = this.makeRoom(need);
     const dv = this.dv;
-    dv.setUint32(pos, tsSec, true);
-    // µs: floor(nsec / 1000); ToUint32 of a positive number truncates, which is floor.
-    dv.setUint32(pos + 4, this.ns ? tsNsec : tsNsec / 1000, true);
-    dv.setUint32(pos + 8, caplen, true);
-    dv.setUint32(pos + 12, origlen, true);
+    const bad = putPcapRecordHeader(dv, pos, tsSec, tsNsec, caplen, origlen, this.ns);
+    if (bad !== null) this.badTime(tsSec, bad);
     copyBytes(this.out, dv, pos + 16, buf, sdv, off, caplen);
     this.pos = pos + need;
     this.records++;
@@ -729,22 +716,14 @@ export class CaptureWriter {
     let pos = this.pos;
     if (pos + blockLen > this.limit) pos = this.makeRoom(blockLen);
     const dv = this.dv;
-    dv.setUint32(pos, BT_EPB, true);
-    dv.setUint32(pos + 4, blockLen, true);
-    dv.setUint32(pos + 8, iface, true);
-    this.putTimestamp(pos + 12, tsSec, tsNsec);
-    dv.setUint32(pos + 20, caplen, true);
-    dv.setUint32(pos + 24, origlen, true);
-    // Zero the last (padding) word first; the frame copy then overwrites its data bytes.
-    if (padded !== caplen) dv.setUint32(pos + 24 + padded, 0, true);
+    const bad = putEpbHead(dv, pos, blockLen, iface, tsSec, tsNsec, caplen, origlen);
+    if (bad !== null) this.badTime(tsSec, bad);
     copyBytes(this.out, dv, pos + 28, buf, sdv, off, caplen);
     let p = pos + 28 + padded;
     if (flags !== 0) {
-      dv.setUint16(p, OPT_EPB_FLAGS, true);
-      dv.setUint16(p + 2, 4, true);
-      dv.setUint32(p + 4, flags, true);
-      dv.setUint32(p + 8, OPT_ENDOFOPT, true);
-      p += 12;
+      p = putEpbFlags(dv, p, flags);
+      dv.setUint32(p, OPT_ENDOFOPT, true);
+      p += 4;
     }
     dv.setUint32(p, blockLen, true);
     this.pos = p + 4;
@@ -783,21 +762,13 @@ export class CaptureWriter {
     this.reserve(bound);
     const pos = this.pos;
     const dv = this.dv;
-    dv.setUint32(pos, BT_EPB, true);
-    dv.setUint32(pos + 8, iface, true);
-    this.putTimestamp(pos + 12, tsSec, tsNsec);
-    dv.setUint32(pos + 20, caplen, true);
-    dv.setUint32(pos + 24, origlen, true);
-    if (padded !== caplen) dv.setUint32(pos + 24 + padded, 0, true);
+    // The total length is patched by endBlock once the options are written.
+    const bad = putEpbHead(dv, pos, 0, iface, tsSec, tsNsec, caplen, origlen);
+    if (bad !== null) this.badTime(tsSec, bad);
     if (caplen > 0) this.out.set(new Uint8Array(buf.buffer, buf.byteOffset + off, caplen), pos + 28);
     let p = pos + 28 + padded;
     for (const c of comments) p = this.putStringOpt(p, OPT_COMMENT, c);
-    if (flags !== 0) {
-      dv.setUint16(p, OPT_EPB_FLAGS, true);
-      dv.setUint16(p + 2, 4, true);
-      dv.setUint32(p + 4, flags, true);
-      p += 8;
-    }
+    if (flags !== 0) p = putEpbFlags(dv, p, flags);
     dv.setUint32(p, OPT_ENDOFOPT, true);
     p += 4;
     this.endBlock(pos, p);
