@@ -17,6 +17,13 @@ function hash2(a: number, b: number): number {
   return hash1(a ^ Math.imul(b, 0x9e3779b1));
 }
 
+/** Slots for `expected` keys: a power of two, at most half full. */
+function capacityFor(expected: number): number {
+  let cap = 16;
+  while (cap < expected * 2) cap *= 2;
+  return cap;
+}
+
 /** int32 key → int32 value >= 0; `get` returns -1 when absent. */
 export class IntMap {
   private keys: Int32Array;
@@ -26,8 +33,7 @@ export class IntMap {
   size = 0;
 
   constructor(expected = 8) {
-    let cap = 16;
-    while (cap < expected * 2) cap *= 2;
+    const cap = capacityFor(expected);
     this.keys = new Int32Array(cap);
     this.vals = new Int32Array(cap);
     this.used = new Uint8Array(cap);
@@ -137,8 +143,7 @@ export class IntPairMap {
   size = 0;
 
   constructor(expected = 8) {
-    let cap = 16;
-    while (cap < expected * 2) cap *= 2;
+    const cap = capacityFor(expected);
     this.ka = new Int32Array(cap);
     this.kb = new Int32Array(cap);
     this.vals = new Int32Array(cap);
