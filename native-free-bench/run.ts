@@ -188,10 +188,16 @@ if (only.has('node')) {
       results.push({ id: 'node-setup', section: 'node', name: 'node case setup', method: 'benchmark.js', status: 'failed', frames: 0, bytes: 0, note: (e as Error).message });
     }
   };
+  // Established flows: after the first packet of each, the flow memo serves them (flow-memo.ts);
+  // the "memo off" rows walk every table for every packet, as the first packet of a flow does.
+  const off = 'flow memo off: every packet walks every table';
   add(() => nodeCase('node-forward', 'router: route, TTL, MAC, conntrack; no rules', forwardYaml(), mixedTpl, 'eth0'));
+  add(() => nodeCase('node-forward-nomemo', 'router: route, TTL, MAC, conntrack; no rules (memo off)', forwardYaml(), mixedTpl, 'eth0', off, false));
   add(() => nodeCase('node-rewrite', 'router + NETMAP DNAT and SNAT (the tcprewrite-equivalent rewrite)', rewriteYaml(), mixedTpl, 'eth0'));
   add(() => nodeCase('node-full', 'full pipeline: Service DNAT (3 endpoints) + MASQUERADE + 20-rule filter', fullPipelineYaml(20), svcTpl, 'eth0'));
-  add(() => nodeCase('node-tunnel-plain', 'tunnel node, forward without tunnel (baseline of the tunnel rows)', vxlanYaml(), back('02:00:00:00:0e:05', '02:00:00:00:0e:06'), 'eth0'));
+  add(() => nodeCase('node-full-nomemo', 'full pipeline (memo off)', fullPipelineYaml(20), svcTpl, 'eth0', off, false));
+  // Tunnel rows: the memo serves only plain forwards, so their baselines run without it.
+  add(() => nodeCase('node-tunnel-plain', 'tunnel node, forward without tunnel (baseline of the tunnel rows; memo off)', vxlanYaml(), back('02:00:00:00:0e:05', '02:00:00:00:0e:06'), 'eth0', off, false));
   add(() => nodeCase('node-vxlan-encap', 'forward + VXLAN encap (outer packet through OUTPUT/POSTROUTING)', vxlanYaml(), mixedTpl, 'eth1'));
   add(() => nodeCase('node-vxlan-decap', 'VXLAN decap (INPUT of the outer packet) + forward', vxlanYaml(), vxlanWrap(back(VTEP_MAC, REMOTE_VTEP_MAC)), 'eth0'));
   add(() => nodeCase('node-ipip-encap', 'forward + IP-in-IP encap (outer packet through OUTPUT/POSTROUTING)', ipipYaml(), mixedTpl, 'eth1'));
@@ -203,8 +209,8 @@ if (only.has('node')) {
   for (const [id, name, a, b] of [
     ['vxlan-decap', 'VXLAN decap in the node (derived: decap+forward − forward)', 'node-vxlan-decap', 'node-tunnel-plain'],
     ['ipip-decap', 'IP-in-IP decap in the node (derived: decap+forward − forward)', 'node-ipip-decap', 'node-tunnel-plain'],
-    ['vxlan-encap-node', 'VXLAN encap in the node (derived: forward+encap − forward)', 'node-vxlan-encap', 'node-forward'],
-    ['ipip-encap-node', 'IP-in-IP encap in the node (derived: forward+encap − forward)', 'node-ipip-encap', 'node-forward'],
+    ['vxlan-encap-node', 'VXLAN encap in the node (derived: forward+encap − forward)', 'node-vxlan-encap', 'node-forward-nomemo'],
+    ['ipip-encap-node', 'IP-in-IP encap in the node (derived: forward+encap − forward)', 'node-ipip-encap', 'node-forward-nomemo'],
   ] as const) {
     const ra = get(a);
     const rb = get(b);

@@ -21,6 +21,7 @@ import {
   l4Checksum,
   l4ChecksumOk,
   onesSum,
+  onesSumDv,
   setDstIp,
   setDstPort,
   setIcmpId,
@@ -122,6 +123,20 @@ describe('known vectors', () => {
     expect(s).toBeLessThanOrEqual(0xffffffff);
     expect(foldComplement(s)).toBe(0); // all ones: the sum is one's complement zero (0xffff)
     expect(onesSum(new Uint8Array(1000), 0, 1000)).toBe(0);
+  });
+
+  it('onesSumDv (word loads through a DataView) equals onesSum at any offset, length and initial', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 300 }), fc.nat(299), fc.nat(300), fc.nat(0xffffffff), (bytes, a, n, initial) => {
+        const off = Math.min(a, bytes.length);
+        const len = Math.min(n, bytes.length - off);
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        expect(onesSumDv(dv, off, len, initial)).toBe(onesSum(bytes, off, len, initial));
+      }),
+      { numRuns: 2000 },
+    );
+    const big = new Uint8Array(70000).fill(0xff);
+    expect(onesSumDv(new DataView(big.buffer), 0, big.length, 0xffffffff)).toBe(onesSum(big, 0, big.length, 0xffffffff));
   });
 
   it('RFC 1624 §4 example: eqn. 3 gives 0x0000 where eqn. 2 gave 0xffff', () => {

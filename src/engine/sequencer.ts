@@ -45,7 +45,8 @@ export class SequencerStage {
     private readonly frameCell: Float64Array | null = null,
     private readonly frameCellIndex = 0,
   ) {
-    this.node = new LinuxNode(o.node, { seed: o.seed, comments: o.comments });
+    // inPlace: the input slot or batch is read once, so the node may rewrite frames where they are.
+    this.node = new LinuxNode(o.node, { seed: o.seed, comments: o.comments, inPlace: true });
     this.name = `sequencer (node ${o.node.name})`;
     this.ingress = IngressMap.fromTable(o.ingressFile, o.ingressTable);
   }

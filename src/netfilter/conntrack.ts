@@ -329,6 +329,12 @@ export class Conntrack implements ConntrackView {
   private readonly bysrcMask: number;
   bysrcNext: Int32Array;
 
+  /**
+   * Per id: bumped each time the id is allocated, so that a cache keyed by id (the node's flow
+   * memo) can tell a reused id from the entry it knew.
+   */
+  gen: Int32Array;
+
   // ---- hash table ----
   private flags: Uint8Array;
   /** Per node (2*id+dir): the tuple's hash. */
@@ -442,6 +448,7 @@ export class Conntrack implements ConntrackView {
     this.masqOif = new Int32Array(cap).fill(-1);
     this.bysrcNext = new Int32Array(cap).fill(-1);
     this.flags = new Uint8Array(cap);
+    this.gen = new Int32Array(cap);
     this.hashv = new Int32Array(2 * cap);
     this.freeNext = new Int32Array(cap).fill(-1);
     this.limboSeq = new Float64Array(cap).fill(-1);
@@ -497,7 +504,7 @@ export class Conntrack implements ConntrackView {
       dport = v.dstPort;
     } else if (proto === IPPROTO_ICMP) {
       // nf_conntrack_icmpv4_error, before the tuple lookup.
-      if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !l4ChecksumOk(skb.buf, l4, v.l4Len, IPPROTO_ICMP, 0, 0)) return true;
+      if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !l4ChecksumOk(skb.buf, l4, v.l4Len, IPPROTO_ICMP, 0, 0, skb.dv)) return true;
       icmpType = v.icmpType;
       if (icmpType > 18) return true; // "invalid icmp type"
       if (isIcmpError(icmpType)) {
@@ -702,7 +709,7 @@ export class Conntrack implements ConntrackView {
       const ulen = skb.dv.getUint16(l4 + 4);
       if (ulen > v.l4Len || ulen < 8) return PKT_INVALID;
       const check = skb.dv.getUint16(l4 + 6);
-      if (check !== 0 && skb.hook === HOOK_PREROUTING && this.checksum && v.l4Captured >= ulen && !l4ChecksumOk(skb.buf, l4, ulen, IPPROTO_UDP, v.srcIp, v.dstIp)) return PKT_INVALID;
+      if (check !== 0 && skb.hook === HOOK_PREROUTING && this.checksum && v.l4Captured >= ulen && !l4ChecksumOk(skb.buf, l4, ulen, IPPROTO_UDP, v.srcIp, v.dstIp, skb.dv)) return PKT_INVALID;
     }
     const st = this.status[id]!;
     if ((st & IPS_CONFIRMED) === 0) this.aux[id] = now + 2; // stream_ts = 2 * HZ + jiffies
@@ -752,7 +759,7 @@ export class Conntrack implements ConntrackView {
     // tcp_error: not whole TCP header or malformed packet
     if (doff < 20 || v.l4Len < doff || v.l4Captured < doff) return PKT_INVALID;
     // Checksum only at PREROUTING ("We skip checking packets on the outgoing path").
-    if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !l4ChecksumOk(buf, l4, v.l4Len, IPPROTO_TCP, v.srcIp, v.dstIp)) return PKT_INVALID;
+    if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !l4ChecksumOk(buf, l4, v.l4Len, IPPROTO_TCP, v.srcIp, v.dstIp, skb.dv)) return PKT_INVALID;
     if (!tcpFlagsValid(flags)) return PKT_INVALID; // "invalid tcp flag combination"
     const index = tcpIndex(flags);
     const seq = v.tcpSeq | 0;
@@ -1330,6 +1337,7 @@ export class Conntrack implements ConntrackView {
       id = this.highWater++;
     }
     this.flags[id] = F_USED;
+    this.gen[id] = (this.gen[id]! + 1) | 0;
     this.nUsed++;
     this.pushLimbo(id);
     return id;
@@ -1512,6 +1520,7 @@ export class Conntrack implements ConntrackView {
     this.masqOif = growI32(this.masqOif, n, -1);
     this.bysrcNext = growI32(this.bysrcNext, n, -1);
     this.flags = growU8(this.flags, n);
+    this.gen = growI32(this.gen, n, 0);
     this.hashv = growI32(this.hashv, n2, 0);
     this.freeNext = growI32(this.freeNext, n, -1);
     this.limboSeq = growF64(this.limboSeq, n, -1);

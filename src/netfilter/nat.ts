@@ -531,7 +531,7 @@ export class Nat {
     const dir = skb.ctDir;
     // nf_ip_checksum over the ICMP message (checkable only when wholly captured).
     if (v.l4Off < 0) return true;
-    if (v.l4Captured >= v.l4Len && !l4ChecksumOk(buf, v.l4Off, v.l4Len, IPPROTO_ICMP, 0, 0)) {
+    if (v.l4Captured >= v.l4Len && !l4ChecksumOk(buf, v.l4Off, v.l4Len, IPPROTO_ICMP, 0, 0, skb.dv)) {
       if (skb.trace) skb.trace.add('nat', 'related ICMP error with a bad checksum: drop');
       return false;
     }

@@ -1097,10 +1097,12 @@ export class Ruleset {
           break;
         }
         case OP_TCPFLAGS:
+          skb.impure = true;
           if (((v.tcpFlags & code[pc + 1]!) === code[pc + 2]) === (code[pc + 3] === 1)) return 0;
           pc += 4;
           break;
         case OP_TCPOPT:
+          skb.impure = true;
           if (this.tcpHasOption(skb, code[pc + 1]!) === (code[pc + 2] === 1)) return 0;
           pc += 3;
           break;
@@ -1188,6 +1190,7 @@ export class Ruleset {
           break;
         case OP_NTH: {
           // statistic_mt, XT_STATISTIC_MODE_NTH.
+          skb.impure = true;
           const slot = code[pc + 1]!;
           const every = code[pc + 2]! >>> 0;
           const o = this.nth[slot]!;
@@ -1200,11 +1203,13 @@ export class Ruleset {
         }
         case OP_RANDOM:
           // statistic_mt, XT_STATISTIC_MODE_RANDOM: (prandom_u32() & 0x7FFFFFFF) < probability.
+          skb.impure = true;
           this.curHow = HOW_RANDOM;
           if (((this.prng.nextU32() & 0x7fffffff) <= code[pc + 1]!) === (code[pc + 2] === 1)) return 0;
           pc += 3;
           break;
         case OP_RECENT:
+          skb.impure = true;
           if (!this.recentMatch(this.recentInfo[code[pc + 1]!]!, skb)) return 0;
           pc += 2;
           break;

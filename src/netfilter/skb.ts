@@ -137,6 +137,12 @@ export class Skb {
   verdictRef = '';
   /** When non-null, every step is recorded (dpemu trace); null on the fast path. */
   trace: Trace | null = null;
+  /**
+   * Set when a rule evaluated for this packet read a field that changes from packet to packet
+   * of a connection (TCP flags or options) or has state (statistic, recent): the walk's outcome
+   * is then not a function of the connection alone, so the node's flow memo must not keep it.
+   */
+  impure = false;
 
   /** Re-point at a new packet; resets all metadata. The caller parses `v` over buf. */
   reset(buf: Uint8Array, dv: DataView, inIf: number, nowSec: number): void {
@@ -155,5 +161,6 @@ export class Skb {
     this.rejectWith = REJECT_ICMP_PORT_UNREACHABLE;
     this.natRangeSet = false;
     this.verdictRef = '';
+    this.impure = false;
   }
 }

@@ -1,0 +1,123 @@
+/**
+ * The flow memo of a `linux` element: what the walk did to the last packet of a connection, in
+ * one direction, so that the next packet of that connection in the same circumstances gets the
+ * same treatment without walking the tables again. A cache in front of an exact model, like the
+ * datapath flow cache of Open vSwitch in front of its OpenFlow tables, and exact in the same way:
+ * an entry is only made when the outcome provably depends on nothing but its key.
+ *
+ * Why the outcome is a function of the key. A packet reaches the memo after the raw table and
+ * conntrack, like every packet (TCP window tracking, timeouts and checksum checks stay per
+ * packet), and only when conntrack found a confirmed TCP or UDP connection (NEW or ESTABLISHED,
+ * not RELATED: not an ICMP error). Conntrack matched the packet's addresses, ports and protocol
+ * to the connection's tuple of that direction exactly, so they are fixed by (entry, direction).
+ * The rest of the walk (mangle, nat apply, routing, filter, the neighbour) reads only those,
+ * the input interface, the conntrack state, status and tuples, and the mark, unless a rule
+ * evaluated a match that reads per-packet fields or has state (TCP flags/options, statistic,
+ * recent): those set Skb.impure and the walk is not memoised. Routes, neighbours, ipsets and
+ * address types never change during a run. Per-packet conditions the key does not cover (TTL,
+ * the length against the MTU) are checked on each hit; a packet that fails them takes the
+ * full walk, which then sends the ICMP error or fragments.
+ *
+ * Only the plainest outcome is memoised: the input frame left, whole, by one Ethernet device,
+ * with no frame generated, no NAT set up, no tunnel, no local delivery. A hit replays it with
+ * the same rewrite functions in the same order (DNAT ports then address, TTL, SNAT ports then
+ * address, Ethernet header), so the bytes, checksums included, are those of the full walk.
+ *
+ * Storage: one 64-byte record per conntrack node (2 × entry id + direction) in an Int32Array,
+ * grown by doubling; an entry id reused by conntrack has a new generation (Conntrack.gen), which
+ * invalidates its records.
+ */
+
+const STRIDE = 16;
+const M_GEN = 0; // generation + 1; 0 = empty
+const M_STATE = 1;
+const M_STATUS = 2;
+const M_MARK = 3;
+const M_IN = 4;
+const M_OUT = 5;
+const M_NEIGH = 6;
+const M_SRC = 7;
+const M_DST = 8;
+const M_SPORT = 9;
+const M_DPORT = 10;
+
+export class FlowMemo {
+  private rec = new Int32Array(STRIDE * 1024);
+  private notes: (readonly string[] | null)[] = [];
+  /** Hits and entries made, for benchmarks and tests. */
+  hits = 0;
+  stores = 0;
+
+  /** Record offset of node's entry when it matches the key, else -1. */
+  find(node: number, gen: number, ctState: number, status: number, mark: number, inIf: number): number {
+    const o = node * STRIDE;
+    const r = this.rec;
+    if (o >= r.length || r[o + M_GEN] !== gen + 1) return -1;
+    if (r[o + M_STATE] !== ctState || r[o + M_STATUS] !== (status | 0) || r[o + M_MARK] !== (mark | 0) || r[o + M_IN] !== inIf) return -1;
+    this.hits++;
+    return o;
+  }
+
+  store(
+    node: number,
+    gen: number,
+    ctState: number,
+    status: number,
+    mark: number,
+    inIf: number,
+    outIf: number,
+    neigh: number,
+    src: number,
+    dst: number,
+    sport: number,
+    dport: number,
+    notes: readonly string[] | null,
+  ): void {
+    const o = node * STRIDE;
+    if (o >= this.rec.length) {
+      let n = this.rec.length * 2;
+      while (o >= n) n *= 2;
+      const b = new Int32Array(n);
+      b.set(this.rec);
+      this.rec = b;
+    }
+    const r = this.rec;
+    r[o + M_GEN] = gen + 1;
+    r[o + M_STATE] = ctState;
+    r[o + M_STATUS] = status | 0;
+    r[o + M_MARK] = mark | 0;
+    r[o + M_IN] = inIf;
+    r[o + M_OUT] = outIf;
+    r[o + M_NEIGH] = neigh;
+    r[o + M_SRC] = src | 0;
+    r[o + M_DST] = dst | 0;
+    r[o + M_SPORT] = sport;
+    r[o + M_DPORT] = dport;
+    if (notes !== null || this.notes.length > node) this.notes[node] = notes;
+    this.stores++;
+  }
+
+  outIf(o: number): number {
+    return this.rec[o + M_OUT]!;
+  }
+  neigh(o: number): number {
+    return this.rec[o + M_NEIGH]!;
+  }
+  /** Addresses as int32 (compare with `ip | 0`). */
+  src(o: number): number {
+    return this.rec[o + M_SRC]!;
+  }
+  dst(o: number): number {
+    return this.rec[o + M_DST]!;
+  }
+  sport(o: number): number {
+    return this.rec[o + M_SPORT]!;
+  }
+  dport(o: number): number {
+    return this.rec[o + M_DPORT]!;
+  }
+  /** The output comments of the memoised walk (when comments are on). */
+  notesOf(node: number): readonly string[] | null {
+    return this.notes[node] ?? null;
+  }
+}
