@@ -471,6 +471,40 @@ describe('buffering', () => {
     });
   });
 
+  it('copies in whole chunks without leaking source bytes into padding or past a record (flags, comments, small buffers)', () => {
+    // Every source byte is non-zero, so bytes read past a frame would show in the EPB padding
+    // (parseEpbs checks it is zero) or in the next record.
+    const src = new Uint8Array(1024);
+    for (let i = 0; i < src.length; i++) src[i] = ((i * 11 + 5) & 0xff) | 1;
+    const cases: [number, number][] = [];
+    for (let len = 0; len <= 130; len++) cases.push([(len * 17) % 61, len]);
+    for (let len = 0; len <= 20; len++) cases.push([1024 - len, len]); // ends at the buffer's end: exact copy
+    const comment = (i: number): string[] | undefined => (i % 3 === 0 ? [`c${'x'.repeat(i % 9)}`] : i % 3 === 1 ? undefined : ['é'.repeat(i % 5), `ab${'ü'.repeat(i % 3)}cdefg`]);
+    for (const bufferSize of [4096, 65536]) {
+      const ng = writeFile(file('chunks.pcapng'), { format: 'pcapng', interfaces: [ETH0], bufferSize }, (w) => {
+        for (let r = 0; r < 40; r++) cases.forEach(([off, len], i) => w.writeRecord(src, off, len, len, r, i, 0, comment(i), i & 3));
+      });
+      const pc = writeFile(file('chunks.pcap'), { format: 'pcap', interfaces: [ETH0], bufferSize }, (w) => {
+        for (let r = 0; r < 40; r++) cases.forEach(([off, len], i) => w.writeRecord(src, off, len, len, r, i * 1000, 0));
+      });
+      const e = parseEpbs(ng);
+      const p = parsePcap(pc).recs;
+      expect(e).toHaveLength(40 * cases.length);
+      expect(p).toHaveLength(40 * cases.length);
+      for (let r = 0; r < 40; r++) {
+        cases.forEach(([off, len], i) => {
+          const k = r * cases.length + i;
+          const want = toHex(src.subarray(off, off + len));
+          expect(toHex(e[k]!.data)).toBe(want);
+          expect(e[k]!.comments).toEqual(comment(i) ?? []);
+          expect(e[k]!.flags).toBe((i & 3) === 0 ? undefined : i & 3);
+          expect(toHex(p[k]!.data)).toBe(want);
+          expect([p[k]!.sec, p[k]!.frac, p[k]!.caplen]).toEqual([r, i, len]);
+        });
+      }
+    }
+  });
+
   it('writeBatch writes every record with comments, flags, and interfaces remapped', () => {
     const frames = [udpFrame(1), udpFrame(2, 200), udpFrame(3, 5)];
     const buf = new Uint8Array(1024);

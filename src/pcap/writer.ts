@@ -3,9 +3,10 @@
  *
  * Everything goes through one reusable output Buffer and one long-lived DataView over it; the
  * buffer is flushed with fs.writeSync when the next record would not fit. The record hot path
- * (writeRecord / writeBatch without comments) allocates nothing: headers are stored through
- * the DataView, frame bytes are copied with 32-bit DataView loads/stores (see copyFrame), and
- * the 64-bit pcapng timestamp is computed with exact float arithmetic instead of BigInt.
+ * (writeRecord / writeBatch, with or without comments) allocates nothing for frames up to
+ * WORD_COPY_MAX bytes: headers are stored through the DataView, frame bytes are copied with
+ * 32-bit DataView loads/stores (see copyFrame), ASCII comments are stored four characters per
+ * store, and the 64-bit pcapng timestamp is computed with exact float arithmetic, not BigInt.
  *
  * Files are written atomically: `open()` writes to `${dir}/.${base}.${pid}.tmp` in the same
  * directory and `commit()` renames it over the final path, so a failed run never leaves a
@@ -21,7 +22,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
-import { copyBytes } from '../util/bytes.js';
+import { copyBytes, WORD_COPY_MAX } from '../util/bytes.js';
 import { BT_EPB, OPT_COMMENT, OPT_ENDOFOPT, OPT_EPB_FLAGS, pad4, putEpbFlags, putEpbHead, putNgTimestamp, putPcapRecordHeader } from './records.js';
 
 export interface WriterOptions {
@@ -80,6 +81,14 @@ const OPT_IF_FCSLEN = 13;
 /** Longest option value (the option length is a u16). */
 const MAX_OPT_LEN = 0xffff;
 const TWO_32 = 4294967296;
+
+/**
+ * Bytes kept free after `limit` in the output buffer: copyFrame copies whole 16-byte chunks, so
+ * it may write up to 15 bytes past the end of a frame. They are overwritten by what follows, or
+ * lie past `pos` and are never written out. Every block stores all of its bytes explicitly
+ * (headers, options, padding), so no code relies on the buffer being zero past `pos`.
+ */
+const COPY_SLACK = 16;
 
 
 
@@ -146,9 +155,12 @@ export class CaptureWriter {
   /** Effective snaplen per interface id (0 = no limit, pcapng only). */
   private snaplens = new Uint32Array(8);
 
-  // --- source DataView cache for writeRecord (writeBatch uses batch.dv)
+  // --- long-lived DataViews of the last two source buffers of writeRecord (writeBatch uses
+  // batch.dv): a node sends frames from the input buffer and from its own level buffers.
   private srcBuf: Uint8Array | null = null;
   private srcDv: DataView | null = null;
+  private srcBuf2: Uint8Array | null = null;
+  private srcDv2: DataView | null = null;
 
   private records = 0;
   /** Comments dropped because the format (pcap) cannot carry them. */
@@ -172,8 +184,7 @@ export class CaptureWriter {
     this.ng = opts.format === 'pcapng';
     this.ns = !!opts.nanosecond;
     const size = Math.max(MIN_BUFFER_SIZE, Math.floor(opts.bufferSize ?? DEFAULT_BUFFER_SIZE));
-    // Zeroed so that any byte we do not store explicitly is 0 (we still zero pcapng padding).
-    this.out = Buffer.alloc(size);
+    this.out = Buffer.alloc(size + COPY_SLACK);
     this.dv = new DataView(this.out.buffer, this.out.byteOffset, this.out.byteLength);
     this.limit = size;
   }
@@ -388,18 +399,30 @@ export class CaptureWriter {
     comment?: string | string[],
     flags?: number,
   ): void {
-    let sdv = this.srcDv;
-    if (buf !== this.srcBuf) {
-      this.srcBuf = buf;
-      sdv = this.srcDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    }
+    const sdv = buf === this.srcBuf ? this.srcDv! : this.srcView(buf);
     if (this.ng) {
-      if (comment === undefined) this.epb(buf, sdv!, off, caplen, origlen, tsSec, tsNsec, iface, flags ?? 0);
-      else this.epbComments(buf, off, caplen, origlen, tsSec, tsNsec, iface, typeof comment === 'string' ? [comment] : comment, flags ?? 0);
+      if (comment === undefined) this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags ?? 0);
+      else this.epbComments(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, comment, flags ?? 0);
     } else {
       if (comment !== undefined && comment.length !== 0) this.dropped += typeof comment === 'string' ? 1 : comment.length;
-      this.pcapRecord(buf, sdv!, off, caplen, origlen, tsSec, tsNsec, iface);
+      this.pcapRecord(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface);
     }
+  }
+
+  /** The DataView of a source buffer that is not the last one (cold: one view per buffer, kept). */
+  private srcView(buf: Uint8Array): DataView {
+    if (buf === this.srcBuf2) {
+      this.srcBuf2 = this.srcBuf;
+      const dv = this.srcDv2!;
+      this.srcDv2 = this.srcDv;
+      this.srcBuf = buf;
+      this.srcDv = dv;
+      return dv;
+    }
+    this.srcBuf2 = this.srcBuf;
+    this.srcDv2 = this.srcDv;
+    this.srcBuf = buf;
+    return (this.srcDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
   }
 
   /**
@@ -433,7 +456,7 @@ export class CaptureWriter {
         const ifc = ifaceMap !== undefined ? ifaceMap[iface[i]!]! : iface[i]!;
         const c = anyComments ? comments[i] : undefined;
         if (c === undefined) this.epb(buf, sdv, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc, flags[i]!);
-        else this.epbComments(buf, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc, c, flags[i]!);
+        else this.epbComments(buf, sdv, offset[i]!, caplen[i]!, origlen[i]!, tsSec[i]!, tsNsec[i]!, ifc, c, flags[i]!);
         i++;
       }
     } else {
@@ -596,7 +619,7 @@ export class CaptureWriter {
   writeEncoded(bytes: Uint8Array, off: number, len: number, count: number): void {
     this.checkOpen();
     if (off < 0 || len < 0 || off + len > bytes.length) this.badRange(bytes, off, len);
-    if (len >= 65536 || len > this.out.length - this.pos) {
+    if (len >= 65536 || len > this.limit - this.pos) {
       this.flushBuffer();
       this.writeFully(bytes, off, len);
       this.flushed += len;
@@ -689,7 +712,7 @@ export class CaptureWriter {
     const dv = this.dv;
     const bad = putPcapRecordHeader(dv, pos, tsSec, tsNsec, caplen, origlen, this.ns);
     if (bad !== null) this.badTime(tsSec, bad);
-    copyBytes(this.out, dv, pos + 16, buf, sdv, off, caplen);
+    this.copyFrame(buf, sdv, off, caplen, pos + 16);
     this.pos = pos + need;
     this.records++;
   }
@@ -718,7 +741,8 @@ export class CaptureWriter {
     const dv = this.dv;
     const bad = putEpbHead(dv, pos, blockLen, iface, tsSec, tsNsec, caplen, origlen);
     if (bad !== null) this.badTime(tsSec, bad);
-    copyBytes(this.out, dv, pos + 28, buf, sdv, off, caplen);
+    this.copyFrame(buf, sdv, off, caplen, pos + 28);
+    clearPadding(dv, pos + 28, caplen);
     let p = pos + 28 + padded;
     if (flags !== 0) {
       p = putEpbFlags(dv, p, flags);
@@ -730,27 +754,26 @@ export class CaptureWriter {
     this.records++;
   }
 
-  /** EPB with comments (cold: comments are rare). The block is built in place and its length patched. */
+  /**
+   * EPB with comments (a node's verdicts: one or two per frame when comments are on). The block
+   * is built in place and its length patched.
+   */
   private epbComments(
     buf: Uint8Array,
+    sdv: DataView,
     off: number,
     caplen: number,
     origlen: number,
     tsSec: number,
     tsNsec: number,
     iface: number,
-    comments: readonly string[],
+    comment: string | readonly string[],
     flags: number,
   ): void {
-    if (comments.length === 0) {
-      let sdv = this.srcDv;
-      if (buf !== this.srcBuf) {
-        this.srcBuf = buf;
-        sdv = this.srcDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      }
-      this.epb(buf, sdv!, off, caplen, origlen, tsSec, tsNsec, iface, flags);
-      return;
-    }
+    // A string is one comment; an array is read by index (no iterator, no wrapping array).
+    const one = typeof comment === 'string';
+    const n = one ? 1 : comment.length;
+    if (n === 0) return this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags);
     if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
     const snaplen = this.snaplens[iface]!;
     if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
@@ -758,21 +781,34 @@ export class CaptureWriter {
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
     const padded = (caplen + 3) & ~3;
     let bound = 32 + padded + 12;
-    for (const c of comments) bound += optBound(c);
-    this.reserve(bound);
-    const pos = this.pos;
+    for (let k = 0; k < n; k++) bound += optBound(one ? comment : comment[k]!);
+    let pos = this.pos;
+    if (pos + bound > this.limit) pos = this.makeRoom(bound);
     const dv = this.dv;
     // The total length is patched by endBlock once the options are written.
     const bad = putEpbHead(dv, pos, 0, iface, tsSec, tsNsec, caplen, origlen);
     if (bad !== null) this.badTime(tsSec, bad);
-    if (caplen > 0) this.out.set(new Uint8Array(buf.buffer, buf.byteOffset + off, caplen), pos + 28);
+    this.copyFrame(buf, sdv, off, caplen, pos + 28);
+    clearPadding(dv, pos + 28, caplen);
     let p = pos + 28 + padded;
-    for (const c of comments) p = this.putStringOpt(p, OPT_COMMENT, c);
+    for (let k = 0; k < n; k++) p = this.putStringOpt(p, OPT_COMMENT, one ? comment : comment[k]!);
     if (flags !== 0) p = putEpbFlags(dv, p, flags);
     dv.setUint32(p, OPT_ENDOFOPT, true);
     p += 4;
     this.endBlock(pos, p);
     this.records++;
+  }
+
+  /**
+   * Copy a frame to out[d..]. Small frames are copied in whole 16-byte chunks of 32-bit words
+   * (copyChunks) when the source has 15 readable bytes after the frame (the output always has:
+   * COPY_SLACK): no tail loop and no byte stores, ~8 ns less per 60–100-byte record than
+   * copyBytes. Larger frames, and frames at the very end of their buffer, go through copyBytes
+   * (which switches to memcpy above WORD_COPY_MAX bytes).
+   */
+  private copyFrame(buf: Uint8Array, sdv: DataView, off: number, len: number, d: number): void {
+    if (len <= WORD_COPY_MAX && off + len + 15 <= buf.length) copyChunks(this.dv, d, sdv, off, len);
+    else copyBytes(this.out, this.dv, d, buf, sdv, off, len);
   }
 
   /** Store the 64-bit pcapng timestamp (see putNgTimestamp). */
@@ -844,6 +880,16 @@ export class CaptureWriter {
     let len = 0;
     let i = 0;
     const asciiMax = n < MAX_OPT_LEN ? n : MAX_OPT_LEN;
+    const dv = this.dv;
+    // Four ASCII characters per 32-bit store, then one by one; stops at the first non-ASCII one.
+    for (; i + 4 <= asciiMax; i += 4) {
+      const c0 = s.charCodeAt(i);
+      const c1 = s.charCodeAt(i + 1);
+      const c2 = s.charCodeAt(i + 2);
+      const c3 = s.charCodeAt(i + 3);
+      if ((c0 | c1 | c2 | c3) >= 0x80) break;
+      dv.setUint32(v + i, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24), true);
+    }
     for (; i < asciiMax; i++) {
       const c = s.charCodeAt(i);
       if (c >= 0x80) break;
@@ -853,8 +899,8 @@ export class CaptureWriter {
     else len = out.write(s, v, Math.min(MAX_OPT_LEN, out.length - v), 'utf8'); // re-encodes the whole string; rare
     const padded = pad4(len);
     for (let k = len; k < padded; k++) out[v + k] = 0;
-    this.dv.setUint16(p, code, true);
-    this.dv.setUint16(p + 2, len, true);
+    dv.setUint16(p, code, true);
+    dv.setUint16(p + 2, len, true);
     return v + padded;
   }
 
@@ -864,9 +910,9 @@ export class CaptureWriter {
   /** Make room for `need` contiguous bytes: flush, grow for an oversized record. Returns pos. */
   private makeRoom(need: number): number {
     this.checkOpen();
-    if (this.pos + need > this.out.length) {
+    if (this.pos + need > this.limit) {
       this.flushBuffer();
-      if (need > this.out.length) this.grow(need);
+      if (need > this.limit) this.grow(need);
     }
     return this.pos;
   }
@@ -876,10 +922,10 @@ export class CaptureWriter {
   }
 
   private grow(need: number): void {
-    let size = this.out.length;
+    let size = this.limit;
     while (size < need) size *= 2;
     const old = this.out;
-    this.out = Buffer.alloc(size);
+    this.out = Buffer.alloc(size + COPY_SLACK);
     old.copy(this.out, 0, 0, this.pos);
     this.dv = new DataView(this.out.buffer, this.out.byteOffset, this.out.byteLength);
     this.limit = size;
@@ -969,6 +1015,29 @@ export class CaptureWriter {
 }
 
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Copy len bytes from sdv[s..] to ddv[d..] in whole 16-byte chunks of 32-bit words: reads and
+ * writes up to 15 bytes past the end of both ranges (the caller checks they exist).
+ */
+function copyChunks(ddv: DataView, d: number, sdv: DataView, s: number, len: number): void {
+  for (let i = 0; i < len; i += 16) {
+    ddv.setUint32(d + i, sdv.getUint32(s + i, true), true);
+    ddv.setUint32(d + i + 4, sdv.getUint32(s + i + 4, true), true);
+    ddv.setUint32(d + i + 8, sdv.getUint32(s + i + 8, true), true);
+    ddv.setUint32(d + i + 12, sdv.getUint32(s + i + 12, true), true);
+  }
+}
+
+/** Zero the 1–3 padding bytes after a frame of len bytes at d that copyChunks may have filled. */
+function clearPadding(dv: DataView, d: number, len: number): void {
+  const r = len & 3;
+  if (r !== 0) {
+    const q = d + len - r;
+    // Little endian: the frame's r bytes are the low 8r bits of the word.
+    dv.setUint32(q, dv.getUint32(q, true) & ((1 << (r << 3)) - 1), true);
+  }
+}
 
 /** Upper bound of the bytes a string option takes (header + UTF-8 + padding). */
 function optBound(s: string): number {
