@@ -505,6 +505,45 @@ describe('buffering', () => {
     }
   });
 
+  it('flushAsync: the same file as synchronous flushes, mixed with them, writeEncoded and growth', async () => {
+    const frames = [udpFrame(1, 10), udpFrame(2, 100), udpFrame(3, 1400), udpFrame(4, 9000), udpFrame(5, 70)];
+    for (const format of ['pcap', 'pcapng'] as const) {
+      const opts: WriterOptions = { format, interfaces: [ETH0], bufferSize: 4096 };
+      const pr = file(`ref.${format}`);
+      const ref = CaptureWriter.open(pr, opts);
+      const pa = file(`async.${format}`);
+      const w = CaptureWriter.open(pa, opts);
+      for (let i = 0; i < 2000; i++) {
+        const f = frames[i % frames.length]!;
+        for (const x of [ref, w]) x.writeRecord(f, 0, f.length, f.length, 1000 + i, i, 0, i % 7 === 0 ? [`c ${i}`] : undefined, i % 3);
+        if (i % 5 === 0) await w.flushAsync(i % 2 === 0 ? 0 : undefined);
+        if (i % 11 === 0) w.flush(); // may run while an async write is in flight
+        if (i % 13 === 0) expect(w.bytesWritten).toBe(ref.bytesWritten);
+      }
+      expect(() => w.commit()).toThrow(/settle/); // not with a write in flight
+      await w.settle();
+      ref.commit();
+      w.commit();
+      expect(fs.readFileSync(pa).equals(fs.readFileSync(pr))).toBe(true);
+    }
+  });
+
+  it('flushAsync: abort with a write in flight leaves no file; toFd and devices stay synchronous', async () => {
+    const f = udpFrame(1, 1000);
+    const p = file('abort-async.pcap');
+    const w = CaptureWriter.open(p, { format: 'pcap', interfaces: [ETH0], bufferSize: 4096 });
+    for (let i = 0; i < 100; i++) w.writeRecord(f, 0, f.length, f.length, i, 0, 0);
+    await w.flushAsync(0);
+    w.abort();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(p)).toBe(false);
+    expect(fs.readdirSync(path.dirname(p)).filter((n) => n.includes('abort-async'))).toEqual([]);
+    const d = CaptureWriter.open('/dev/null', { format: 'pcap', interfaces: [ETH0], bufferSize: 4096 });
+    for (let i = 0; i < 10; i++) d.writeRecord(f, 0, f.length, f.length, i, 0, 0);
+    await d.flushAsync(0); // nothing in flight: commit needs no settle
+    d.commit();
+  });
+
   it('writeBatch writes every record with comments, flags, and interfaces remapped', () => {
     const frames = [udpFrame(1), udpFrame(2, 200), udpFrame(3, 5)];
     const buf = new Uint8Array(1024);

@@ -343,6 +343,7 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
     const fault = faultFromEnv();
     const r = workers === 1 ? await runInline(m, stageOpts, outId, nIf, fault, t0) : await runPooled(m, stageOpts, outId, nIf, workers, t0);
     if (m.writer === undefined) m.openIdentityWriter();
+    await m.writer!.settle();
     m.writer!.commit();
     return {
       acct: r.acct,
@@ -520,6 +521,8 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
     // Before the reader reuses the batch buffer, which holds the frames the sink has not copied.
     sink.flush();
     if (m.slowSource) m.writer!.flush();
+    // A full half-buffer goes to the file from the thread pool while the next batches run.
+    await m.writer!.flushAsync();
     await yielder.maybe();
   }
   stage.finish();
@@ -572,6 +575,7 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
     w.writeBatch(batch, ifaceMap);
     if (m.slowSource) w.flush();
     m.writeNs += Number(process.hrtime.bigint() - tw);
+    await w.flushAsync(); // from the thread pool, while the next batches run
     a.in += n;
     a.left += n;
     a.written += n;
