@@ -23,23 +23,22 @@
  * the same rewrite functions in the same order (DNAT ports then address, TTL, SNAT ports then
  * address, Ethernet header), so the bytes, checksums included, are those of the full walk.
  *
- * Storage: one 64-byte record per conntrack node (2 × entry id + direction) in an Int32Array,
- * grown by doubling; an entry id reused by conntrack has a new generation (Conntrack.gen), which
- * invalidates its records.
+ * Storage: one 32-byte record per conntrack node (2 × entry id + direction) in an Int32Array,
+ * grown by doubling. Conntrack tells the memo when it frees an entry (Conntrack.onFree), before
+ * the id can be reused, and the memo forgets both of its records.
  */
 
-const STRIDE = 16;
-const M_GEN = 0; // generation + 1; 0 = empty
-const M_STATE = 1;
-const M_STATUS = 2;
-const M_MARK = 3;
-const M_IN = 4;
-const M_OUT = 5;
-const M_NEIGH = 6;
-const M_SRC = 7;
-const M_DST = 8;
-const M_SPORT = 9;
-const M_DPORT = 10;
+const STRIDE = 8;
+/** 1 (valid) | ctState << 1 | inIf << 8. */
+const M_KEY = 0;
+const M_STATUS = 1;
+const M_MARK = 2;
+const M_SRC = 3;
+const M_DST = 4;
+/** sport << 16 | dport. */
+const M_PORTS = 5;
+const M_OUT = 6;
+const M_NEIGH = 7;
 
 export class FlowMemo {
   private rec = new Int32Array(STRIDE * 1024);
@@ -49,18 +48,16 @@ export class FlowMemo {
   stores = 0;
 
   /** Record offset of node's entry when it matches the key, else -1. */
-  find(node: number, gen: number, ctState: number, status: number, mark: number, inIf: number): number {
+  find(node: number, ctState: number, status: number, mark: number, inIf: number): number {
     const o = node * STRIDE;
     const r = this.rec;
-    if (o >= r.length || r[o + M_GEN] !== gen + 1) return -1;
-    if (r[o + M_STATE] !== ctState || r[o + M_STATUS] !== (status | 0) || r[o + M_MARK] !== (mark | 0) || r[o + M_IN] !== inIf) return -1;
+    if (o >= r.length || r[o + M_KEY] !== (1 | (ctState << 1) | (inIf << 8)) || r[o + M_STATUS] !== (status | 0) || r[o + M_MARK] !== (mark | 0)) return -1;
     this.hits++;
     return o;
   }
 
   store(
     node: number,
-    gen: number,
     ctState: number,
     status: number,
     mark: number,
@@ -82,19 +79,25 @@ export class FlowMemo {
       this.rec = b;
     }
     const r = this.rec;
-    r[o + M_GEN] = gen + 1;
-    r[o + M_STATE] = ctState;
+    r[o + M_KEY] = 1 | (ctState << 1) | (inIf << 8);
     r[o + M_STATUS] = status | 0;
     r[o + M_MARK] = mark | 0;
-    r[o + M_IN] = inIf;
-    r[o + M_OUT] = outIf;
-    r[o + M_NEIGH] = neigh;
     r[o + M_SRC] = src | 0;
     r[o + M_DST] = dst | 0;
-    r[o + M_SPORT] = sport;
-    r[o + M_DPORT] = dport;
+    r[o + M_PORTS] = (sport << 16) | dport;
+    r[o + M_OUT] = outIf;
+    r[o + M_NEIGH] = neigh;
     if (notes !== null || this.notes.length > node) this.notes[node] = notes;
     this.stores++;
+  }
+
+  /** The conntrack entry `id` is gone: forget both directions. */
+  forget(id: number): void {
+    const o = 2 * id * STRIDE;
+    if (o < this.rec.length) {
+      this.rec[o + M_KEY] = 0;
+      this.rec[o + STRIDE + M_KEY] = 0;
+    }
   }
 
   outIf(o: number): number {
@@ -111,10 +114,10 @@ export class FlowMemo {
     return this.rec[o + M_DST]!;
   }
   sport(o: number): number {
-    return this.rec[o + M_SPORT]!;
+    return this.rec[o + M_PORTS]! >>> 16;
   }
   dport(o: number): number {
-    return this.rec[o + M_DPORT]!;
+    return this.rec[o + M_PORTS]! & 0xffff;
   }
   /** The output comments of the memoised walk (when comments are on). */
   notesOf(node: number): readonly string[] | null {

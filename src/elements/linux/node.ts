@@ -155,7 +155,6 @@ export class LinuxNode implements NetfilterEnv {
   readonly memo: FlowMemo | null;
   /** The walk being recorded for the memo: conntrack node (2·id + dir), or -1; and its key. */
   private recNode = -1;
-  private recGen = 0;
   private recState = 0;
   private recStatus = 0;
   private recMark = 0;
@@ -231,6 +230,8 @@ export class LinuxNode implements NetfilterEnv {
       checksum: cfg.sysctls.conntrackChecksum,
       tcpBeLiberal: cfg.sysctls.tcpBeLiberal,
     });
+    const memo = this.memo;
+    if (memo !== null) this.ct.onFree = (id) => memo.forget(id);
     this.nat = new Nat(this.ct, this, this.prng, { localPortRange: [lo, hi] });
     if (cfg.iptables) {
       this.rules = Ruleset.fromText(cfg.iptables.text, {
@@ -484,12 +485,10 @@ export class LinuxNode implements NetfilterEnv {
     const ct = this.ct;
     if (!ct.isConfirmed(id)) return false;
     const node = 2 * id + skb.ctDir;
-    const gen = ct.gen[id]!;
     const status = ct.status[id]!;
-    const o = this.memo!.find(node, gen, st, status, skb.mark, skb.inIf);
+    const o = this.memo!.find(node, st, status, skb.mark, skb.inIf);
     if (o >= 0 && this.memoForward(L, o, node)) return true;
     this.recNode = node;
-    this.recGen = gen;
     this.recState = st;
     this.recStatus = status;
     this.recMark = skb.mark;
@@ -537,7 +536,7 @@ export class LinuxNode implements NetfilterEnv {
     this.recNode = -1;
     if (skb.impure || L !== this.levels[0] || !L.fromInput || this.framesOut !== 0 || this.framesGenerated !== 0 || this.lastNeigh < 0) return;
     if (off !== v.ipOff - 14 || len !== v.ipTotalLen + 14 || skb.ct !== node >> 1) return;
-    this.memo!.store(node, this.recGen, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.lastNeigh,
+    this.memo!.store(node, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.lastNeigh,
       v.srcIp, v.dstIp, v.srcPort, v.dstPort, this.commentsOn ? this.notes.slice() : null);
   }
 
