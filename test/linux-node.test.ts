@@ -202,6 +202,20 @@ describe('linux node', () => {
     expect(r.out.map((o) => parse(o.bytes).ipTotalLen)).toEqual([84, 64]);
   });
 
+  it('picks the ingress interface by destination MAC among its Ethernet interfaces only', () => {
+    const node = new LinuxNode(parseNodeConfig(NODE, 'n.yaml'));
+    const at = (mac: string): number => {
+      const b = new Uint8Array(8);
+      b.set(mac.split(':').map((x) => parseInt(x, 16)), 2);
+      return node.ifByMac(b, 2);
+    };
+    expect(at('02:00:00:00:00:01')).toBe(node.ifIndex('eth0'));
+    expect(at('02:00:00:00:00:02')).toBe(node.ifIndex('eth1'));
+    expect(at('02:00:00:00:00:aa')).toBe(-1); // vxlan0's MAC: frames arrive on it only decapsulated
+    expect(at('02:00:00:00:00:03')).toBe(-1);
+    expect(at('82:00:00:00:00:01')).toBe(-1); // high bit of the first byte (int32 sign) differs
+  });
+
   it('implements rpfilter: strict through the incoming interface, loose through any', () => {
     const node = new LinuxNode(cfg);
     expect(node.rpfilter(0x0a00010a, 0x0a000201, 0, 0, 0)).toBe(true);

@@ -145,6 +145,10 @@ export class LinuxNode implements NetfilterEnv {
    */
   private readonly neigh: IntMap[];
   private readonly neighHdr: Int32Array;
+  /** MACs of the Ethernet interfaces (first four bytes, last two) and their indexes, for ifByMac. */
+  private readonly etherMacHi: Int32Array;
+  private readonly etherMacLo: Int32Array;
+  private readonly etherIf: Int32Array;
   private readonly vxlanParams: (VxlanParams | undefined)[];
   private readonly hashKey: number;
   private ipId = 0;
@@ -196,6 +200,10 @@ export class LinuxNode implements NetfilterEnv {
     }
     this.neigh = cfg.interfaces.map(() => new IntMap());
     const idx = new Map(cfg.interfaces.map((i) => [i.name, i.index]));
+    const ethers = cfg.interfaces.filter((i) => i.kind === 'ether' && i.mac !== undefined);
+    this.etherMacHi = Int32Array.from(ethers, (i) => (i.mac![0]! << 24) | (i.mac![1]! << 16) | (i.mac![2]! << 8) | i.mac![3]!);
+    this.etherMacLo = Int32Array.from(ethers, (i) => (i.mac![4]! << 8) | i.mac![5]!);
+    this.etherIf = Int32Array.from(ethers, (i) => i.index);
     this.neighHdr = new Int32Array(3 * cfg.neighbors.length);
     const hdr = new Uint8Array(12);
     const hdrDv = new DataView(hdr.buffer);
@@ -280,11 +288,12 @@ export class LinuxNode implements NetfilterEnv {
 
   /** Interface whose MAC is the frame's destination MAC (ingress selection), or -1. */
   ifByMac(buf: Uint8Array, off: number): number {
-    for (const i of this.ifaces) {
-      const m = i.mac;
-      if (m === undefined || i.kind !== 'ether') continue;
-      if (m[0] === buf[off] && m[1] === buf[off + 1] && m[2] === buf[off + 2] && m[3] === buf[off + 3] && m[4] === buf[off + 4] && m[5] === buf[off + 5]) return i.index;
-    }
+    // Runs for every frame of a pcap input: the MACs are compared as a 32-bit and a 16-bit
+    // number (etherMacHi/Lo, one entry per Ethernet interface) rather than byte by byte.
+    const hi = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) | 0;
+    const lo = (buf[off + 4]! << 8) | buf[off + 5]!;
+    const H = this.etherMacHi;
+    for (let k = 0; k < H.length; k++) if (H[k] === hi && this.etherMacLo[k] === lo) return this.etherIf[k]!;
     return -1;
   }
 
