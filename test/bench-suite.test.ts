@@ -76,6 +76,7 @@ describe('benchmark suite (tiny mode)', () => {
       'vxlan-decap',
       'ipip-decap',
       'node-full',
+      'node-full-nomemo',
       'rules-indexed-10',
       'rules-linear-100',
       'ct-hit-udp-1000',
