@@ -134,30 +134,20 @@ function nextFrame(rng: Prng, f: Flow): { frame: Uint8Array; inIf: string } {
   const ttl = rng.nextFloat() < 0.03 ? 1 : 64;
   const df = rng.nextFloat() < 0.5;
   const corrupt = rng.nextFloat() < 0.02;
-  let frame: Uint8Array;
-  let inIf: string;
-  if (f.seen !== null && rng.nextFloat() < 0.4) {
-    const s = f.seen;
-    const flags = f.udp ? '' : TCP_FLAGS[rng.nextInt(1, TCP_FLAGS.length - 1)]!;
-    frame = buildFrame({
-      srcMac: '02:00:00:00:0c:fe',
-      dstMac: '02:00:00:00:01:02',
-      ip: { src: s.dstIp, dst: s.srcIp, ttl, df },
-      l4: f.udp ? { kind: 'udp', sport: s.dstPort, dport: s.srcPort, payload } : { kind: 'tcp', sport: s.dstPort, dport: s.srcPort, seq: f.ack, ack: f.seq, flags, payload },
-    });
-    inIf = 'eth1';
-    if (!f.udp) f.ack = (f.ack + size + (flags.includes('S') || flags.includes('F') ? 1 : 0)) >>> 0;
-  } else {
-    const flags = f.udp ? '' : TCP_FLAGS[rng.nextInt(0, TCP_FLAGS.length - 2)]!;
-    frame = buildFrame({
-      srcMac: '02:00:00:00:1d:fe',
-      dstMac: '02:00:00:00:00:02',
-      ip: { src: f.client, dst: f.dst, ttl, df },
-      l4: f.udp ? { kind: 'udp', sport: f.sport, dport: f.dport, payload } : { kind: 'tcp', sport: f.sport, dport: f.dport, seq: f.seq, ack: f.ack, flags, payload },
-    });
-    inIf = 'eth0';
-    if (!f.udp) f.seq = (f.seq + size + (flags.includes('S') || flags.includes('F') ? 1 : 0)) >>> 0;
-  }
+  // A reply comes from the server side (eth1) to what the node last forwarded for this flow.
+  const s = f.seen !== null && rng.nextFloat() < 0.4 ? f.seen : null;
+  const flags = f.udp ? '' : s !== null ? TCP_FLAGS[rng.nextInt(1, TCP_FLAGS.length - 1)]! : TCP_FLAGS[rng.nextInt(0, TCP_FLAGS.length - 2)]!;
+  const [src, dst, sport, dport, seq, ack] = s !== null ? [s.dstIp, s.srcIp, s.dstPort, s.srcPort, f.ack, f.seq] : [f.client, f.dst, f.sport, f.dport, f.seq, f.ack];
+  const frame = buildFrame({
+    srcMac: s !== null ? '02:00:00:00:0c:fe' : '02:00:00:00:1d:fe',
+    dstMac: s !== null ? '02:00:00:00:01:02' : '02:00:00:00:00:02',
+    ip: { src, dst, ttl, df },
+    l4: f.udp ? { kind: 'udp', sport, dport, payload } : { kind: 'tcp', sport, dport, seq, ack, flags, payload },
+  });
+  const inIf = s !== null ? 'eth1' : 'eth0';
+  const advance = size + (flags.includes('S') || flags.includes('F') ? 1 : 0);
+  if (!f.udp && s !== null) f.ack = (f.ack + advance) >>> 0;
+  else if (!f.udp) f.seq = (f.seq + advance) >>> 0;
   if (corrupt) frame[frame.length - 1] ^= 0x5a; // bad L4 checksum (or payload byte of a UDP 0-checksum)
   return { frame, inIf };
 }
