@@ -6,6 +6,7 @@ import { dpemu, ROOT } from './support/cli.js';
 import { genCapture } from '../src/engine/gen.js';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { RecordBatch } from '../src/pcap/types.js';
+import { int } from '../src/cli/format.js';
 
 let dir: string;
 let sample: string;
@@ -31,6 +32,12 @@ beforeAll(() => {
   genCapture(sample, { frames: 5000, seed: 3 });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('summary numbers', () => {
+  it('int() groups thousands exactly like toLocaleString("en-US")', () => {
+    for (const n of [0, 7, 999, 1000, 12345, 999999, 1000000, 1234567.6, 1e15, -1, -1000, -9876543]) expect(int(n)).toBe(Math.round(n).toLocaleString('en-US'));
+  });
+});
 
 describe('dpemu command', () => {
   it('has --help on every subcommand', () => {
