@@ -114,7 +114,12 @@ describe('engine accounting: nodes', () => {
     expect(counts(r2.acct)).toEqual(counts(r1.acct));
     expect(r1.acct.in).toBe(countRecords(input));
     expect(r2.workers).toBe(2);
-    expect(r2.stages.map((s) => s.stage)).toEqual(['main (reader, writer)', `sequencer (node ${node.name})`, 'encoder 1']);
+    expect(r2.stages.map((s) => s.stage)).toEqual([`main (reader, sequencer (node ${node.name}), writer)`, 'encoder 1']);
+    // The sequencer in a thread of its own: the same accounting.
+    const r3 = await replayNode({ inPath: input, outPath: join(dir, 'edge-3.pcapng'), format: 'pcapng', node, workers: 2, sequencer: 'worker' });
+    expect(counts(r3.acct)).toEqual(counts(r1.acct));
+    expect(r3.stages.map((s) => s.stage)).toEqual(['main (reader, writer)', `sequencer (node ${node.name})`, 'encoder 1']);
+    expect(readFileSync(join(dir, 'edge-3.pcapng')).equals(readFileSync(join(dir, 'edge-2.pcapng')))).toBe(true);
   });
 
   it('every kernel-differential input through its node', () => {

@@ -41,10 +41,11 @@ function readToEnd(path: string): number {
 }
 
 describe('engine faults', () => {
-  const cases: { what: string; fault: string; workers: number; args: string[]; stage: RegExp; died?: boolean }[] = [
+  const cases: { what: string; fault: string; workers: number; args: string[]; stage: RegExp; died?: boolean; env?: Record<string, string> }[] = [
     { what: 'the sequencer throws (one thread)', fault: 'sequencer:throw:20001', workers: 1, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001 \(input byte offset \d+\): injected fault/ },
-    { what: 'the sequencer thread throws', fault: 'sequencer:throw:20001', workers: 2, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001 \(input byte offset \d+\): injected fault/ },
-    { what: 'the sequencer thread dies', fault: 'sequencer:exit:20001', workers: 2, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001: the thread died/, died: true },
+    { what: 'the sequencer throws (main thread, encoder threads)', fault: 'sequencer:throw:20001', workers: 2, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001 \(input byte offset \d+\): injected fault/ },
+    { what: 'the sequencer thread throws', fault: 'sequencer:throw:20001', workers: 2, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001 \(input byte offset \d+\): injected fault/, env: { DPEMU_SEQUENCER: 'worker' } },
+    { what: 'the sequencer thread dies', fault: 'sequencer:exit:20001', workers: 2, args: ['--node'], stage: /sequencer \(node engine-worker\) failed at frame 20001: the thread died/, died: true, env: { DPEMU_SEQUENCER: 'worker' } },
     { what: 'an encoder thread throws', fault: 'encoder:throw:30001', workers: 3, args: ['--node'], stage: /encoder [12] failed at frame 30001: injected fault/ },
     { what: 'an encoder thread dies', fault: 'encoder:exit:30001', workers: 3, args: ['--node'], stage: /encoder [12] failed at frame 30001: the thread died/, died: true },
     { what: 'an identity encoder throws', fault: 'encoder:throw:40001', workers: 2, args: [], stage: /encoder [12] failed at frame 40001 \(input byte offset \d+\): injected fault/ },
@@ -54,7 +55,7 @@ describe('engine faults', () => {
     it(`${c.what}: exit 1, the stage and the frame named, no output, no temporary file`, () => {
       const out = join(dir, 'out.pcapng');
       const args = ['replay', ...(c.args.length ? ['--node', node] : []), '--in', input, '--out', out, '--workers', String(c.workers)];
-      const r = dpemuRun(args, { env: { DPEMU_FAULT: c.fault } });
+      const r = dpemuRun(args, { env: { DPEMU_FAULT: c.fault, ...c.env } });
       expect(r.status, r.stderr).toBe(1);
       expect(r.stderr).toMatch(c.stage);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);

@@ -12,10 +12,13 @@
  *
  * Threads: `workers` (default: the number of cores) is the number of worker threads. With 1
  * everything runs in the calling thread, without a pool, through the same stage objects and the
- * same encodeRecord(). With N ≥ 2: node pipeline = 1 sequencer + (N−1) encoders (`encoders`
- * overrides; 0 = the sequencer encodes), identity = max(1, N−1) encoders (the main thread,
- * reader and writer, is the other stage). Threads are owned by a piscina pool; each gets one
- * long-running task (worker.ts) and drains its ring.
+ * same encodeRecord(). With N ≥ 2: node pipeline = the sequencer in the main thread (with the
+ * reader and the writer) + (N−1) encoder threads that read the frames the node rewrote in place
+ * from the input slots (runNodeMain; `encoders` overrides), or, with `sequencer: 'worker'`
+ * (DPEMU_SEQUENCER=worker), the layout drawn above: 1 sequencer thread + (N−1) encoders (0 =
+ * the sequencer encodes); identity = max(1, N−1) encoders (the main thread, reader and writer,
+ * is the other stage). Threads are owned by a piscina pool; each gets one long-running task
+ * (worker.ts) and drains its ring.
  *
  * Rings are fixed arrays of slots (bounded memory): a stage that finds no free slot waits, so a
  * slow writer slows the sequencer, which slows the reader. The main thread waits with
@@ -40,6 +43,7 @@ import {
   allocSlot,
   C_IN_END,
   C_MAIN_BELL,
+  C_MAIN_SLEEP,
   C_OUT_END,
   C_SEQ_BELL,
   CF_SEQ_FRAME,
@@ -52,6 +56,7 @@ import {
   H_MALFORMED,
   H_NIF,
   H_NON_IPV4,
+  H_SRC,
   H_TRUNCATED,
   HF_BYTES,
   HF_FIRST,
@@ -62,7 +67,7 @@ import {
   slotBytes,
   type SlotGeometry,
 } from './slots.js';
-import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, StageError, threadCpuMs, type Fault } from './stages.js';
+import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, RecordSink, StageError, threadCpuMs, type Fault } from './stages.js';
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
@@ -99,6 +104,12 @@ export interface EngineOptions {
   encoders?: number;
   /** Bytes of frame data per slot (default 1 MiB); larger records get a slot of their own size. */
   slotData?: number;
+  /**
+   * Node pipeline with workers ≥ 2: where the sequencer (the node) runs. 'main' (default): in
+   * the calling thread, with the reader and the writer, the workers encode; 'worker': a thread
+   * of its own (env DPEMU_SEQUENCER=worker). See runNodeMain.
+   */
+  sequencer?: 'main' | 'worker';
   /** Stop reading when aborted (SIGINT): the frames read so far are finished and written. */
   signal?: AbortSignal;
   /** Called now and then (every progressIntervalMs, default 200) with how far the run is. */
@@ -341,7 +352,13 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
     const stageOpts: NodeStageOptions | null =
       spec.kind === 'node' ? { node: spec.node, seed: spec.seed, comments: spec.comments, ingressFile: spec.ingressFile, ingressTable } : null;
     const fault = faultFromEnv();
-    const r = workers === 1 ? await runInline(m, stageOpts, outId, nIf, fault, t0) : await runPooled(m, stageOpts, outId, nIf, workers, t0);
+    const seqThread = opts.sequencer ?? (process.env.DPEMU_SEQUENCER === 'worker' ? 'worker' : 'main');
+    const r =
+      workers === 1
+        ? await runInline(m, stageOpts, outId, nIf, fault, t0)
+        : stageOpts !== null && seqThread === 'main'
+          ? await runNodeMain(m, stageOpts, outId, nIf, workers, fault, t0)
+          : await runPooled(m, stageOpts, outId, nIf, workers, t0);
     if (m.writer === undefined) m.openIdentityWriter();
     await m.writer!.settle();
     m.writer!.commit();
@@ -829,8 +846,11 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         continue;
       }
       const t1 = process.hrtime.bigint();
+      // The bell's value before this round's checks: a ring since then returns at once.
+      Atomics.store(c, C_MAIN_SLEEP, 1);
       const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
       if (w.async) await w.value;
+      Atomics.store(c, C_MAIN_SLEEP, 0);
       m.waitNs += Number(process.hrtime.bigint() - t1);
       await yielder.maybe();
     }
@@ -861,6 +881,270 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   let acct = m.acct;
   if (!identity) acct = Accounting.fromJSON(results[0]!.acct!);
   return { acct, interrupted, encoders: K, stages: [mainStats(m, cpu0, t0), ...results.map((r) => r.stats)] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node in the main thread, encoders in worker threads
+
+/** The run was stopped (another stage failed) while the main thread waited inside the node's walk. */
+class MainAborted extends Error {}
+
+/** Input slots of runNodeMain (each stays until the output slots that reference its frames are written). */
+const MAIN_IN_SLOTS = 4;
+
+/**
+ * The node pipeline over worker threads, the sequencer in the main thread:
+ *
+ *   main thread: reader → input slot k (one memcpy per run of records) → the node, in place →
+ *                RecordSink: a record per frame sent, referencing the frame in input slot k
+ *                (no copy; tunnels, ICMP errors and comments are copied) → output slot
+ *   encoder e:   output slots e, e+K... → file bytes (frames read from input slot k)
+ *   main thread: encoded slots, in order → writer; input slot k is refilled once every output
+ *                slot referencing it is written.
+ *
+ * Why the node is in the main thread: it is ~85% of the work of a one-thread run (LinuxNode
+ * receive ~300–450 ns of ~550–650 ns per frame), so its thread is the critical path whatever
+ * else moves; in the main thread it starts at once (a sequencer thread first loads the node's
+ * modules and compiles the rules: 130–320 ms measured, during which nothing is processed),
+ * and it shares one core with the reader and the writer, which cost less than the slot
+ * hand-overs and copies a separate sequencer needs. The other core encodes.
+ *
+ * Determinism: the same SequencerStage walks every frame in capture order (as with one thread);
+ * records are encoded by encodeRecord and written in order; whether a record's bytes are read
+ * from the input slot or from a copy does not change them (the node does not touch a frame
+ * once sent; engine-determinism compares 1, 2 and 4 workers).
+ *
+ * The input slots are owned by the main thread alone (it fills them, walks them, and writes the
+ * output slots that reference them), so they need no ring states: a count per slot of the
+ * output slots not yet written that reference it.
+ */
+async function runNodeMain(
+  m: MainSide,
+  stageOpts: NodeStageOptions,
+  outId: Int32Array,
+  nIf: number,
+  workers: number,
+  fault: Fault | null,
+  t0: bigint,
+): Promise<RunOutcome> {
+  const cpu0 = threadCpuMs();
+  const R = m.opts.batchSize ?? DEFAULT_BATCH;
+  const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
+  const K = Math.max(1, Math.min(m.opts.encoders ?? workers - 1, 255));
+  const P = MAIN_IN_SLOTS;
+  // A multiple of K (output slot j mod O is encoded by encoder j mod K), more than P: every
+  // input slot's output can wait for the writer while the next slot is walked.
+  const O = K * Math.ceil((P + 2) / K);
+  const ctl = new Control({ inSlots: P, outSlots: O, encoders: K });
+  const c = ctl.c;
+  const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
+  const outGeom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
+  const mk = (g: SlotGeometry): SlotRef => ({ sab: new SharedArrayBuffer(slotBytes(g)), g });
+  const inRefs = Array.from({ length: P }, () => mk(inGeom));
+  const outRefs = Array.from({ length: O }, () => mk(outGeom));
+  const inSlots = inRefs.map((r) => new Slot(r.sab, r.g));
+  const outSlots = outRefs.map((r) => new Slot(r.sab, r.g));
+  const refs = new Int32Array(P);
+
+  const { Piscina } = await import('piscina');
+  const pool = new Piscina({ filename: workerFile(), minThreads: K, maxThreads: K, idleTimeout: 60_000, atomics: 'disabled' });
+  const ports: MessagePort[] = [];
+  const tasks: { name: string; frameCell: number; promise: Promise<TaskResult> }[] = [];
+  const base = { control: ctl.sab, layout: { inSlots: P, outSlots: O, encoders: K }, fmt: m.fmt, startEpochMs: Date.now() };
+  for (let e = 0; e < K; e++) {
+    const ch = new MessageChannel();
+    ports.push(ch.port1);
+    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs };
+    tasks.push({ name: `encoder ${e + 1}`, frameCell: ctl.encFrame(e), promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
+  }
+  const settled: (TaskResult | { died: unknown })[] = [];
+  const all = Promise.all(
+    tasks.map((t, i) =>
+      t.promise.then(
+        (r) => {
+          settled[i] = r;
+          if (r.failure || r.aborted) ctl.abort();
+          return r;
+        },
+        (err: unknown) => {
+          settled[i] = { died: err };
+          ctl.abort();
+          return undefined;
+        },
+      ),
+    ),
+  );
+  const signal = m.opts.signal;
+  const onSignal = (): void => ctl.ringAlways(C_MAIN_BELL);
+  signal?.addEventListener('abort', onSignal);
+
+  let wseq = 0; // next output slot to write
+  let oseq = 0; // next output slot to publish
+  /** Write the encoded output slots, in order; true if any. */
+  const writeReady = (): boolean => {
+    let any = false;
+    for (;;) {
+      const k = wseq % O;
+      if (Atomics.load(c, ctl.outState(k)) !== S_ENCODED) return any;
+      const s = outSlots[k]!;
+      m.write(s, wseq);
+      const src = s.h[H_SRC]! - 1;
+      if (src >= 0) refs[src]--;
+      Atomics.store(c, ctl.outState(k), S_FREE);
+      wseq++;
+      any = true;
+    }
+  };
+  /** The next output slot, once written (synchronous: called from the node's walk). */
+  const acquire = (): Slot => {
+    const cell = ctl.outState(oseq % O);
+    for (;;) {
+      if (Atomics.load(c, cell) === S_FREE) break;
+      const b = Atomics.load(c, C_MAIN_BELL);
+      if (writeReady()) continue;
+      if (ctl.aborted) throw new MainAborted();
+      const t1 = process.hrtime.bigint();
+      Atomics.store(c, C_MAIN_SLEEP, 1);
+      Atomics.wait(c, C_MAIN_BELL, b, 1000);
+      Atomics.store(c, C_MAIN_SLEEP, 0);
+      m.waitNs += Number(process.hrtime.bigint() - t1);
+    }
+    const s = outSlots[oseq % O]!;
+    s.reset();
+    return s;
+  };
+  const publish = (s: Slot): void => {
+    const src = s.h[H_SRC]! - 1;
+    if (src >= 0) refs[src]++;
+    Atomics.store(c, ctl.outState(oseq % O), S_READY);
+    ctl.ring(ctl.encBell(oseq % K));
+    oseq++;
+  };
+
+  const batch = new RecordBatch(R);
+  const yielder = new Yielder(m, t0);
+  let stage: SequencerStage | null = null;
+  let interrupted = false;
+  let inputDone = false;
+  let rseq = 0;
+  let bi = 0;
+  let bn = 0;
+  let mainError: unknown = null;
+  try {
+    // After the pool's start: the rules compile while the encoder threads start.
+    try {
+      stage = new SequencerStage(stageOpts, fault, false);
+    } catch (e) {
+      throw new StageError(failureOf(e, 'sequencer', -1, -1));
+    }
+    const sink = new RecordSink(acquire(), outId, nIf, m.fmt, stage.acct, (full) => {
+      publish(full);
+      return acquire();
+    });
+    for (;;) {
+      if (ctl.aborted) break;
+      const bell = Atomics.load(c, C_MAIN_BELL);
+      let progressed = writeReady();
+      if (inputDone && wseq >= oseq) break;
+      const k = rseq % P;
+      if (!inputDone && refs[k] === 0) {
+        if (signal?.aborted) {
+          interrupted = true;
+          inputDone = true;
+        }
+        // A live capture: what was read before goes out before the next read waits for packets.
+        const mustDrain = !inputDone && bi >= bn && m.slowSource && wseq < oseq;
+        if (!inputDone && bi >= bn && !mustDrain) {
+          bn = m.readBatch(batch, rseq);
+          bi = 0;
+          if (bn === 0) inputDone = true;
+        }
+        if (!inputDone && bi < bn) {
+          let slot = inSlots[k]!;
+          slot.reset();
+          slot.hf[HF_FIRST] = batch.index[bi]!;
+          const t1 = process.hrtime.bigint();
+          let j = m.filler.fill(slot, batch, bi);
+          if (j === bi) {
+            // A record larger than the slot: give the slot a larger buffer, tell the encoders.
+            const g = grownGeometry(slot.g, m.filler.need(batch, bi));
+            const ref = mk(g);
+            slot = new Slot(ref.sab, g);
+            inSlots[k] = slot;
+            const gen = Atomics.load(c, ctl.inGen(k)) + 1;
+            const msg: SlotGrowth = { k, gen, slot: ref };
+            for (const p of ports) p.postMessage(msg);
+            Atomics.store(c, ctl.inGen(k), gen);
+            slot.hf[HF_FIRST] = batch.index[bi]!;
+            j = m.filler.fill(slot, batch, bi);
+            if (j === bi) throw new Error(`internal: a record of ${batch.caplen[bi]} bytes does not fit a grown slot`);
+          }
+          m.readNs += Number(process.hrtime.bigint() - t1);
+          bi = j;
+          sink.inData = slot.data;
+          sink.inSrc = k + 1;
+          try {
+            stage.process(slot, sink);
+          } catch (e) {
+            if (e instanceof MainAborted) throw e;
+            throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
+          }
+          sink.inData = null;
+          // Its output to the encoders now (the input slot stays until that is written).
+          sink.flush();
+          rseq++;
+          progressed = true;
+        }
+        if (inputDone) {
+          stage.finish();
+          if (sink.slot.h[H_COUNT] !== 0) publish(sink.slot);
+          Atomics.store(c, C_OUT_END, oseq);
+          for (let e = 0; e < K; e++) ctl.ringAlways(ctl.encBell(e));
+          progressed = true;
+        }
+      }
+      if (progressed) {
+        await yielder.maybe();
+        continue;
+      }
+      const t1 = process.hrtime.bigint();
+      Atomics.store(c, C_MAIN_SLEEP, 1);
+      const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
+      if (w.async) await w.value;
+      Atomics.store(c, C_MAIN_SLEEP, 0);
+      m.waitNs += Number(process.hrtime.bigint() - t1);
+      await yielder.maybe();
+    }
+  } catch (e) {
+    if (!(e instanceof MainAborted)) mainError = e;
+    ctl.abort();
+  } finally {
+    signal?.removeEventListener('abort', onSignal);
+  }
+  if (mainError === null && !ctl.aborted && Atomics.load(c, C_OUT_END) < 0) mainError = new Error('internal: the node pipeline stopped before the end of its input');
+  if (mainError !== null) ctl.abort();
+  await all;
+  await pool.destroy();
+  for (const p of ports) p.close();
+  if (mainError !== null) throw mainError;
+  const results: TaskResult[] = [];
+  for (let i = 0; i < tasks.length; i++) {
+    const s = settled[i]!;
+    if ('died' in s) {
+      const t = tasks[i]!;
+      const msg = s.died instanceof Error ? s.died.message : String(s.died);
+      throw new StageError({ stage: t.name, frame: ctl.f[t.frameCell]!, fileOffset: -1, name: 'Error', message: `the thread died (${msg})`, kind: 'internal' });
+    }
+    if (s.failure) throw stageFailureError(s.failure);
+    results.push(s);
+  }
+  if (results.some((r) => r.aborted)) throw new Error('internal: a stage stopped without a reason');
+  return {
+    acct: stage!.acct,
+    interrupted,
+    encoders: K,
+    stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage!.name}, writer)` }, ...results.map((r) => r.stats)],
+  };
 }
 
 function stageFailureError(f: StageError['failure']): Error {

@@ -30,6 +30,11 @@ export const H_MALFORMED = 6;
 export const H_TRUNCATED = 7;
 /** pcap output: comments that the format cannot carry. */
 export const H_COMMENTS_DROPPED = 8;
+/**
+ * Output slots of the main-thread sequencer: 1 + the input slot some of whose frames the records
+ * reference in place (record aux 1), 0 when every record's bytes are in this slot's `data`.
+ */
+export const H_SRC = 9;
 const H_INTS = 16;
 
 /** Float64 header cells. */
@@ -175,6 +180,9 @@ export const C_SEQ_BELL = 2;
 export const C_OUT_END = 3;
 /** Number of input slots the reader published in all, once it has stopped; -1 before. */
 export const C_IN_END = 4;
+/** Set (1) while the main thread, or the sequencer, sleeps on its bell: ring() notifies only then. */
+export const C_MAIN_SLEEP = 5;
+export const C_SEQ_SLEEP = 6;
 /** Cells before the per-encoder and per-slot ones. (Per slot: state, and the generation of its buffer, bumped when the reader replaces it by a larger one.) */
 const C_FIXED = 8;
 
@@ -195,6 +203,7 @@ export class Control {
   readonly f: Float64Array;
   readonly layout: ControlLayout;
   private readonly encBell0: number;
+  private readonly encSleep0: number;
   private readonly inState0: number;
   private readonly outState0: number;
   private readonly inGen0: number;
@@ -203,14 +212,15 @@ export class Control {
 
   constructor(layout: ControlLayout, sab?: SharedArrayBuffer) {
     this.layout = layout;
-    const ints = C_FIXED + layout.encoders + layout.inSlots * 2 + layout.outSlots * 2;
+    const ints = C_FIXED + layout.encoders * 2 + layout.inSlots * 2 + layout.outSlots * 2;
     const intBytes = align8(ints * 4);
     const f64s = CF_FIXED + layout.encoders;
     this.sab = sab ?? new SharedArrayBuffer(intBytes + f64s * 8);
     this.c = new Int32Array(this.sab, 0, ints);
     this.f = new Float64Array(this.sab, intBytes, f64s);
     this.encBell0 = C_FIXED;
-    this.inState0 = this.encBell0 + layout.encoders;
+    this.encSleep0 = this.encBell0 + layout.encoders;
+    this.inState0 = this.encSleep0 + layout.encoders;
     this.inGen0 = this.inState0 + layout.inSlots;
     this.outState0 = this.inGen0 + layout.inSlots;
     this.outGen0 = this.outState0 + layout.outSlots;
@@ -223,6 +233,10 @@ export class Control {
 
   encBell(e: number): number {
     return this.encBell0 + e;
+  }
+  /** The cell a thread sets while it sleeps on `bell`. */
+  sleepOf(bell: number): number {
+    return bell === C_MAIN_BELL ? C_MAIN_SLEEP : bell === C_SEQ_BELL ? C_SEQ_SLEEP : this.encSleep0 + (bell - this.encBell0);
   }
   inState(k: number): number {
     return this.inState0 + k;
@@ -245,8 +259,22 @@ export class Control {
     return Atomics.load(this.c, C_ABORT) !== 0;
   }
 
-  /** Ring a doorbell: whoever waits on it re-checks its conditions. */
+  /**
+   * Ring a doorbell: whoever waits on it re-checks its conditions. The bell is bumped always
+   * (a waiter about to sleep sees the change and does not sleep), the sleeper woken only if it
+   * said it sleeps (Atomics.notify costs a futex call and a lock, ~100 ns–µs, per slot and bell).
+   * A waiter sets its sleep cell, re-checks its condition, then waits on the bell value it read
+   * before the check: with sequentially consistent atomics either the ringer sees the sleep
+   * cell set, or the waiter sees the new state or the new bell value.
+   */
   ring(cell: number): void {
+    const c = this.c;
+    Atomics.add(c, cell, 1);
+    if (Atomics.load(c, this.sleepOf(cell)) !== 0) Atomics.notify(c, cell);
+  }
+
+  /** Wake whoever waits on `cell`, sleeping or not. */
+  ringAlways(cell: number): void {
     Atomics.add(this.c, cell, 1);
     Atomics.notify(this.c, cell);
   }
@@ -254,8 +282,8 @@ export class Control {
   /** Stop every stage: set the abort flag and ring every bell. */
   abort(): void {
     Atomics.store(this.c, C_ABORT, 1);
-    this.ring(C_MAIN_BELL);
-    this.ring(C_SEQ_BELL);
-    for (let e = 0; e < this.layout.encoders; e++) this.ring(this.encBell(e));
+    this.ringAlways(C_MAIN_BELL);
+    this.ringAlways(C_SEQ_BELL);
+    for (let e = 0; e < this.layout.encoders; e++) this.ringAlways(this.encBell(e));
   }
 }

@@ -27,6 +27,7 @@ import {
   H_DATA,
   H_ENC,
   H_MALFORMED,
+  H_SRC,
   H_NIF,
   H_NON_IPV4,
   H_TRUNCATED,
@@ -173,6 +174,11 @@ export class InputFiller {
     const cap = batch.caplen;
     const comments = identity ? batch.comments : undefined;
     const anyComments = comments !== undefined && comments.length !== 0;
+    const { offset: sOff, caplen: sCap, origlen: sOrig, tsSec: sTsSec, tsNsec: sTsNsec, flags: sFlags, pos: sPos, cmtLen: sCmtLen, iface: sIf, link: sLink, aux: sAux } = slot;
+    const { origlen: bOrig, tsSec: bTsSec, tsNsec: bTsNsec, flags: bFlags, fileOffset: bPos, iface: bIf } = batch;
+    const linkOf = this.linkOf;
+    const outIf = this.outIf;
+    const byName = this.byName;
     let cnt = h[H_COUNT]!;
     let dpos = h[H_DATA]!;
     let epos = h[H_ENC]!;
@@ -199,23 +205,26 @@ export class InputFiller {
       }
       if (j === i) break;
       slot.data.set(batch.buf.subarray(base, end), dpos);
-      const linkOf = this.linkOf;
-      for (let k = i; k < j; k++, cnt++) {
-        const ifc = batch.iface[k]!;
-        const c = cap[k]!;
-        slot.offset[cnt] = dpos + off[k]! - base;
-        slot.caplen[cnt] = c;
-        slot.origlen[cnt] = batch.origlen[k]!;
-        slot.tsSec[cnt] = batch.tsSec[k]!;
-        slot.tsNsec[cnt] = batch.tsNsec[k]!;
-        slot.iface[cnt] = identity ? this.outIf[ifc]! : ifc;
-        slot.flags[cnt] = batch.flags[k]!;
-        slot.link[cnt] = linkOf[ifc]!;
-        slot.aux[cnt] = identity ? -1 : this.byName[ifc]!;
-        slot.pos[cnt] = batch.fileOffset[k]!;
-        slot.cmtLen[cnt] = 0;
-        bytes += c;
+      // Plain copies of per-record arrays (no per-record lookups of the views).
+      const d = dpos - base;
+      const c0 = cnt;
+      const n1 = j - i;
+      for (let k = i, t = c0; k < j; k++, t++) sOff[t] = off[k]! + d;
+      sCap.set(cap.subarray(i, j), c0);
+      sOrig.set(bOrig.subarray(i, j), c0);
+      sTsSec.set(bTsSec.subarray(i, j), c0);
+      sTsNsec.set(bTsNsec.subarray(i, j), c0);
+      sFlags.set(bFlags.subarray(i, j), c0);
+      sPos.set(bPos.subarray(i, j), c0);
+      sCmtLen.fill(0, c0, c0 + n1);
+      for (let k = i, t = c0; k < j; k++, t++) {
+        const ifc = bIf[k]!;
+        sIf[t] = identity ? outIf[ifc]! : ifc;
+        sLink[t] = linkOf[ifc]!;
+        sAux[t] = identity ? -1 : byName[ifc]!;
+        bytes += cap[k]!;
       }
+      cnt += n1;
       dpos += end - base;
       if (anyComments) {
         for (let k = i, s = cnt - (j - i); k < j; k++, s++) {
@@ -316,13 +325,49 @@ export abstract class OutSink implements FrameSink {
 
 /** Stores output records in slots for the encoders. */
 export class RecordSink extends OutSink {
+  /**
+   * The data of the input slot being walked (null: none), and 1 + its index in the input ring.
+   * A frame the node sends from there (rewritten in place) is not copied: the record says where
+   * it is (aux 1, H_SRC), and the caller keeps the input slot until the output slot is encoded.
+   * Comments are copied (the node reuses its notes array).
+   */
+  inData: Uint8Array | null = null;
+  inSrc = 0;
+
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
     const id = this.outputId(outIf);
     let s = this.slot;
     const g = s.g;
     const nc = comments === null ? 0 : comments.length;
-    const cb = nc !== 0 ? commentsBound(comments!) : 0;
     const ng = this.fmt === FMT_PCAPNG;
+    if (buf === this.inData && nc === 0) {
+      // encodedSize() without comments, flags 2.
+      const size = ng ? 44 + ((len + 3) & ~3) : 16 + len;
+      let h = s.h;
+      if (h[H_COUNT]! >= g.records || h[H_ENC]! + size > g.enc) {
+        s = this.swap();
+        h = s.h;
+      }
+      const i = h[H_COUNT]!;
+      s.offset[i] = off;
+      s.caplen[i] = len;
+      s.origlen[i] = len;
+      s.tsSec[i] = this.tsSec;
+      s.tsNsec[i] = this.tsNsec;
+      s.iface[i] = id;
+      s.flags[i] = 2;
+      s.pos[i] = this.src;
+      s.cmtLen[i] = 0;
+      s.aux[i] = 1;
+      h[H_SRC] = this.inSrc;
+      h[H_ENC] = h[H_ENC]! + size;
+      h[H_COUNT] = i + 1;
+      this.written++;
+      this.acct.written++;
+      this.acct.bytesOut += len;
+      return;
+    }
+    const cb = nc !== 0 ? commentsBound(comments!) : 0;
     const eb = ng ? EPB_MAX_OVERHEAD + len + (nc !== 0 ? cb + COMMENT_OPT_OVERHEAD * nc : 0) : 16 + len;
     let h = s.h;
     if (h[H_COUNT]! >= g.records || h[H_DATA]! + len + cb > g.data || h[H_ENC]! + eb > g.enc) {
@@ -339,6 +384,7 @@ export class RecordSink extends OutSink {
     s.iface[i] = id;
     s.flags[i] = 2;
     s.pos[i] = this.src;
+    s.aux[i] = 0;
     s.copyIn(dpos, buf, this.dvOf(buf), off, len);
     dpos += len;
     if (nc !== 0) {
@@ -410,8 +456,11 @@ export class Encoder {
     this.view = identity ? new PacketView() : null;
   }
 
-  /** Encode every record of the slot into slot.enc (H_ENC = bytes). */
-  encode(slot: Slot): void {
+  /**
+   * Encode every record of the slot into slot.enc (H_ENC = bytes). `src`: the input slot whose
+   * frames the records with aux 1 are (RecordSink.inData), null when every record is in `slot`.
+   */
+  encode(slot: Slot, src: Slot | null = null): void {
     const h = slot.h;
     const n = h[H_COUNT]!;
     const fmt = this.fmt;
@@ -438,6 +487,7 @@ export class Encoder {
       }
       const off = slot.offset[i]!;
       const caplen = slot.caplen[i]!;
+      const inSrc = src !== null && slot.aux[i] === 1;
       if (view !== null) {
         const link = slot.link[i]!;
         const st = view.parse(data, dv, off, caplen, link & 0xffff, link >>> 16, slot.origlen[i]!);
@@ -448,7 +498,26 @@ export class Encoder {
       const cl = slot.cmtLen[i]!;
       if (cl !== 0 && fmt !== FMT_PCAPNG) dropped += commentCount(data, slot.cmtOff[i]!, cl);
       try {
-        p = encodeRecord(fmt, enc, edv, p, data, dv, off, caplen, slot.origlen[i]!, slot.tsSec[i]!, slot.tsNsec[i]!, slot.iface[i]!, slot.flags[i]!, data, dv, slot.cmtOff[i]!, cl, nIf);
+        p = encodeRecord(
+          fmt,
+          enc,
+          edv,
+          p,
+          inSrc ? src.data : data,
+          inSrc ? src.dataDv : dv,
+          off,
+          caplen,
+          slot.origlen[i]!,
+          slot.tsSec[i]!,
+          slot.tsNsec[i]!,
+          slot.iface[i]!,
+          slot.flags[i]!,
+          data,
+          dv,
+          slot.cmtOff[i]!,
+          cl,
+          nIf,
+        );
       } catch (e) {
         this.fileOffset = view !== null ? slot.pos[i]! : -1;
         throw e;

@@ -24,6 +24,7 @@ import {
   Control,
   H_COUNT,
   H_DATA,
+  H_SRC,
   S_ENCODED,
   S_FREE,
   S_READY,
@@ -73,6 +74,12 @@ export interface EncoderTask extends TaskBase {
   identity: boolean;
   /** Identity pipeline: slot buffers can be replaced (records larger than a slot). */
   growable: boolean;
+  /**
+   * The input ring of a sequencer in the main thread: records of an output slot with H_SRC
+   * = k + 1 and aux 1 are frames of input slot k (rewritten in place by the node), not copies.
+   * Its buffers can be replaced (records larger than a slot).
+   */
+  inSlots?: SlotRef[];
 }
 
 export type EngineTask = SequencerTask | EncoderTask;
@@ -100,13 +107,17 @@ export interface TaskResult {
 
 class Aborted extends Error {}
 
-/** Waits of one thread on its doorbell. */
+/** Waits of one thread on its doorbell (saying so in the bell's sleep cell, see Control.ring). */
 class Waiter {
   waitNs = 0;
+  private readonly sleep: number;
   constructor(
     private readonly c: Int32Array,
     private readonly bell: number,
-  ) {}
+    ctl: Control,
+  ) {
+    this.sleep = ctl.sleepOf(bell);
+  }
 
   /** Until cond() holds; throws Aborted when the run is stopped. */
   until(cond: () => boolean): void {
@@ -114,10 +125,18 @@ class Waiter {
     for (;;) {
       if (cond()) return;
       const b = Atomics.load(c, this.bell);
-      if (cond()) return;
-      if (Atomics.load(c, C_ABORT) !== 0) throw new Aborted();
+      Atomics.store(c, this.sleep, 1);
+      if (cond()) {
+        Atomics.store(c, this.sleep, 0);
+        return;
+      }
+      if (Atomics.load(c, C_ABORT) !== 0) {
+        Atomics.store(c, this.sleep, 0);
+        throw new Aborted();
+      }
       const t0 = process.hrtime.bigint();
       Atomics.wait(c, this.bell, b, 1000);
+      Atomics.store(c, this.sleep, 0);
       this.waitNs += Number(process.hrtime.bigint() - t0);
     }
   }
@@ -174,7 +193,7 @@ type Done = (r: Omit<TaskResult, 'role' | 'stats'>, waiter: Waiter | null) => Ta
 
 function runSequencer(task: SequencerTask, ctl: Control, stats: StageStats, done: Done, Seq: typeof SequencerStage): TaskResult {
   const c = ctl.c;
-  const waiter = new Waiter(c, C_SEQ_BELL);
+  const waiter = new Waiter(c, C_SEQ_BELL, ctl);
   let stage: SequencerStage | null = null;
   try {
     stage = new Seq(task.stage, faultFromEnv(), true, ctl.f, CF_SEQ_FRAME);
@@ -245,11 +264,12 @@ function runSequencer(task: SequencerTask, ctl: Control, stats: StageStats, done
 function runEncoder(task: EncoderTask, ctl: Control, stats: StageStats, done: Done): TaskResult {
   const c = ctl.c;
   const e = task.index;
-  const waiter = new Waiter(c, ctl.encBell(e));
+  const waiter = new Waiter(c, ctl.encBell(e), ctl);
   const K = task.layout.encoders;
   const enc = new Encoder(task.fmt, task.identity, faultFromEnv(), true, ctl.f, ctl.encFrame(e));
   try {
     const ring = new Ring(task.slots, task.port, c, (k) => ctl.outGen(k));
+    const inRing = task.inSlots ? new Ring(task.inSlots, task.port, c, (k) => ctl.inGen(k)) : null;
     const O = ring.slots.length;
     for (let j = e; ; j += K) {
       const k = j % O;
@@ -257,7 +277,8 @@ function runEncoder(task: EncoderTask, ctl: Control, stats: StageStats, done: Do
       waiter.until(() => Atomics.load(c, cell) === S_READY || (Atomics.load(c, C_OUT_END) >= 0 && j >= Atomics.load(c, C_OUT_END)));
       if (Atomics.load(c, cell) !== S_READY) break;
       const slot = task.growable ? ring.get(k) : ring.slots[k]!;
-      enc.encode(slot);
+      const src = slot.h[H_SRC]! - 1;
+      enc.encode(slot, src >= 0 && inRing !== null ? inRing.get(src) : null);
       Atomics.store(c, cell, S_ENCODED);
       ctl.ring(C_MAIN_BELL);
     }
