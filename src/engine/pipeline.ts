@@ -519,6 +519,8 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
   const batch = new RecordBatch(m.opts.batchSize ?? DEFAULT_BATCH);
   const sink = new WriterSink(m.writer!, outId, stage.acct, batch.capacity);
   const yielder = new Yielder(m, t0);
+  // A regular file: the next chunk is read in the thread pool while the batches of one run.
+  m.reader.enableReadAhead();
   const signal = m.opts.signal;
   let interrupted = false;
   let seq = 0;
@@ -527,6 +529,9 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
       interrupted = true;
       break;
     }
+    const tr = process.hrtime.bigint();
+    await m.reader.ready(); // waits only if this batch needs the chunk still being read
+    m.waitNs += Number(process.hrtime.bigint() - tr);
     const n = m.readBatch(batch, seq++);
     if (n === 0) break;
     sink.begin(batch);
@@ -558,6 +563,7 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
   const batch = new RecordBatch(m.opts.batchSize ?? DEFAULT_BATCH);
   const view = new PacketView();
   const yielder = new Yielder(m, t0);
+  m.reader.enableReadAhead(); // a regular file: the next chunk is read in the thread pool
   const signal = m.opts.signal;
   const a = m.acct;
   let ifaceMap = new Uint32Array(0);
@@ -568,6 +574,9 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
       interrupted = true;
       break;
     }
+    const tr = process.hrtime.bigint();
+    await m.reader.ready(); // waits only if this batch needs the chunk still being read
+    m.waitNs += Number(process.hrtime.bigint() - tr);
     const n = m.readBatch(batch, seq);
     if (n === 0) break;
     const w = m.writer!;

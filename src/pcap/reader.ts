@@ -8,6 +8,16 @@
  * moves the unread tail of the buffer to the front (copyWithin) and reads more, and grows the
  * buffer (doubling, up to MAX_BUFFER) only for a record that does not fit in it.
  *
+ * Read-ahead (enableReadAhead(), regular files opened by open()): the next chunk of the file is
+ * read by fs.read in libuv's thread pool into a second buffer while the caller processes the
+ * records of the current one; when the current buffer runs out, the unread tail (a partial
+ * record) is copied in front of the chunk (the chunk is read after some headroom for it) and
+ * the two buffers change roles. The buffer of the batch last returned is never read into. The
+ * read lands when the event loop runs: the caller awaits ready() between batches, which waits
+ * for it only when the next batch needs its bytes. A next() that needs the bytes of a read
+ * still in flight reads them synchronously (and drops that read when it lands), so next() alone
+ * stays correct. Every read of such a file goes to an explicit file position.
+ *
  * Wireshark's wiretap (tshark) is the reference for what is accepted; where this reader follows
  * wiretap rather than the letter of the pcap/pcapng drafts, the code says so. Notable points:
  *  - pcap: a record whose captured length exceeds its original length is accepted (wiretap
@@ -43,7 +53,7 @@
  * every file tshark reads, and the same timestamp, lengths, interface, comments and flags on
  * every record, except the two points above (SunATM pseudo-header, invalid fractions).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
 import { CaptureError } from './errors.js';
 import { linktypeName, maxSnaplenForLinktype } from './linktype.js';
 import type { CaptureInterface, RecordBatch, SectionInfo } from './types.js';
@@ -63,6 +73,22 @@ const MIN_BUFFER = 64;
 export const MAX_BUFFER = 256 * 1024 * 1024;
 /** At most this many skipped damages are kept in `errors` (all are counted in errorCount). */
 const MAX_KEPT_ERRORS = 1000;
+/**
+ * Read-ahead: room left in front of a chunk for the unread tail of the current buffer (a partial
+ * record; any pcap record of a 262144-byte link-type maximum fits), at most a quarter of the
+ * buffer. A longer tail takes the chunk by copying (in pieces when it does not all fit, which
+ * may leave too little for the next record: a synchronous read), and the following chunks get
+ * twice that tail as headroom, up to half the buffer.
+ */
+const RA_HEADROOM = 262144 + 64;
+/** No read-ahead once the buffer has grown beyond this (a second buffer of that size is not worth it). */
+const RA_MAX_BUFFER = 32 * 1024 * 1024;
+// Read-ahead states: no read; a read in flight; a read in flight whose bytes are not wanted any
+// more (next() read them synchronously); a read landed, its chunk not (fully) taken yet.
+const RA_IDLE = 0;
+const RA_INFLIGHT = 1;
+const RA_STALE = 2;
+const RA_DONE = 3;
 
 const TWO32 = 4294967296;
 
@@ -241,6 +267,8 @@ export class CaptureReader {
 
   private fd: number;
   private readonly ownsFd: boolean;
+  /** A regular file of open(): reads go to explicit positions (read-ahead needs it). */
+  private readonly positional: boolean;
   private closed = false;
   private readonly skipDamage: boolean;
   private readonly allocate: (size: number) => Uint8Array;
@@ -259,6 +287,22 @@ export class CaptureReader {
   private finished = false;
   /** The error that ended reading; rethrown by later calls. */
   private failure: CaptureError | null = null;
+
+  // read-ahead state (see the file comment)
+  private readAheadOn = false;
+  /** The second buffer: the read in flight writes into it; never the buffer of a batch. */
+  private spare: Uint8Array | null = null;
+  private raState = RA_IDLE;
+  private raPromise: Promise<void> | null = null;
+  /** RA_DONE: the chunk not taken yet is spare[raStart, raEnd), from file offset raFrom. */
+  private raFrom = 0;
+  private raStart = 0;
+  private raEnd = 0;
+  private raError: Error | null = null;
+  /** Headroom wanted in front of a chunk after a tail that did not fit (0: RA_HEADROOM). */
+  private raHead = 0;
+  /** close() came while a read was in flight: the fd is closed when it lands. */
+  private closeWhenLanded = false;
 
   // pcap state
   private recHdrLen = 16;
@@ -343,6 +387,7 @@ export class CaptureReader {
     this.path = path;
     this.fileSize = fileSize;
     this.ownsFd = ownsFd;
+    this.positional = ownsFd && fileSize >= 0;
     this.skipDamage = opts.onDamage === 'skip';
     this.allocate = opts.allocate ?? ((size: number) => new Uint8Array(size));
     let size = Math.floor(opts.bufferSize ?? DEFAULT_BUFFER);
@@ -410,12 +455,42 @@ export class CaptureReader {
       batch.count = n;
       this.recordsRead += n;
     }
+    if (this.readAheadOn) this.startAhead();
     return n;
+  }
+
+  /**
+   * Read ahead from now on: the next chunk of the file is read in libuv's thread pool while
+   * the caller works on a batch (see the file comment; await ready() between batches). Only
+   * for a regular file of open(); returns whether read-ahead is on.
+   */
+  enableReadAhead(): boolean {
+    if (this.positional && !this.closed) {
+      this.readAheadOn = true;
+      this.startAhead();
+    }
+    return this.readAheadOn;
+  }
+
+  /**
+   * Read-ahead: wait for the read in flight if the next call to next() needs its bytes (else
+   * it lands while the caller works), and start the next read if none is under way. Without
+   * read-ahead it returns at once.
+   */
+  async ready(): Promise<void> {
+    if (this.raState === RA_STALE || (this.raState === RA_INFLIGHT && this.wantsData())) await this.raPromise;
+    this.startAhead();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.raState === RA_INFLIGHT || this.raState === RA_STALE) {
+      // The read in flight still uses the fd number: close it when the read lands.
+      this.closeWhenLanded = this.ownsFd;
+      this.fd = -1;
+      return;
+    }
     if (this.ownsFd) {
       try {
         closeSync(this.fd);
@@ -436,6 +511,12 @@ export class CaptureReader {
    */
   private fill(need: number): boolean {
     if (this.end - this.pos >= need) return true;
+    if (this.raState !== RA_IDLE) {
+      if (this.raState === RA_DONE) this.takeAhead(need);
+      // Wanted before it landed: read synchronously below, drop the chunk when it lands.
+      else if (this.raState === RA_INFLIGHT) this.raState = RA_STALE;
+      if (this.end - this.pos >= need) return true;
+    }
     if (this.pos > 0) {
       if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
       this.bufStart += this.pos;
@@ -449,6 +530,128 @@ export class CaptureReader {
       else this.end += got;
     }
     return this.end >= need;
+  }
+
+  /**
+   * Take the chunk read ahead (fill() found too little at pos): the unread tail goes in front of
+   * it and the buffers change roles when the tail fits in the headroom; else the tail moves to
+   * the front of the buffer and the chunk is copied after it (as much as fits; the rest stays).
+   */
+  private takeAhead(need: number): void {
+    const sp = this.spare!;
+    const cs = this.raStart;
+    const ce = this.raEnd;
+    if (this.raError !== null) {
+      const e = this.raError;
+      this.raError = null;
+      this.raState = RA_IDLE;
+      throw new CaptureError(this.path, this.raFrom, '', `read error: ${e.message}`);
+    }
+    if (this.raFrom !== this.bufStart + this.end) {
+      this.raState = RA_IDLE; // not the bytes after the buffer (cannot happen): read them again
+      return;
+    }
+    if (cs === ce) {
+      // The read found the end of the file.
+      this.raState = RA_IDLE;
+      this.eof = true;
+      return;
+    }
+    const t = this.end - this.pos;
+    if (t <= cs) {
+      const at = cs - t;
+      if (t > 0) sp.set(this.buf.subarray(this.pos, this.end), at);
+      this.bufStart += this.pos - at;
+      this.spare = this.buf;
+      this.buf = sp;
+      this.dv = new DataView(sp.buffer, sp.byteOffset, sp.byteLength);
+      this.pos = at;
+      this.end = ce;
+      this.raState = RA_IDLE;
+      return;
+    }
+    if (2 * t > this.raHead) this.raHead = 2 * t;
+    if (this.pos > 0) {
+      this.buf.copyWithin(0, this.pos, this.end);
+      this.bufStart += this.pos;
+      this.end = t;
+      this.pos = 0;
+    }
+    if (need > this.buf.length) this.grow(need);
+    const k = Math.min(ce - cs, this.buf.length - this.end);
+    this.buf.set(sp.subarray(cs, cs + k), this.end);
+    this.end += k;
+    this.raStart = cs + k;
+    this.raFrom += k;
+    if (this.raStart === ce) this.raState = RA_IDLE;
+  }
+
+  /** Start reading the bytes after the buffer's into the spare buffer, if there is reason to. */
+  private startAhead(): void {
+    if (!this.readAheadOn || this.raState !== RA_IDLE || this.eof || this.closed || this.finished || this.failure !== null) return;
+    const from = this.bufStart + this.end;
+    if (this.fileSize >= 0 && from >= this.fileSize) return; // (a file that grows is read synchronously)
+    if (this.buf.length > RA_MAX_BUFFER) {
+      this.spare = null;
+      return;
+    }
+    let sp = this.spare;
+    if (sp === null || sp.length < this.buf.length) sp = this.spare = this.allocate(this.buf.length);
+    const head = this.raHead > 0 ? Math.min(this.raHead, sp.length >>> 1) : Math.min(RA_HEADROOM, sp.length >>> 2);
+    const fd = this.fd;
+    this.raState = RA_INFLIGHT;
+    this.raFrom = from;
+    this.raStart = head;
+    this.raEnd = head;
+    this.raPromise = new Promise<void>((resolve) => {
+      read(fd, sp, head, sp.length - head, from, (err, got) => {
+        if (this.raState === RA_STALE) this.raState = RA_IDLE;
+        else {
+          if (err) this.raError = err;
+          else this.raEnd = head + got;
+          this.raState = RA_DONE;
+        }
+        if (this.closeWhenLanded) {
+          this.closeWhenLanded = false;
+          try {
+            closeSync(fd);
+          } catch {
+            // already closed
+          }
+        }
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Whether next() must read before it can return a record: the record or block at pos is not
+   * all in the buffer. Exact for records; a guess past other pcapng blocks and damage (a wrong
+   * guess costs a synchronous read, not correctness).
+   */
+  private wantsData(): boolean {
+    if (this.eof || this.finished || this.closed || this.failure !== null) return false;
+    const p = this.pos;
+    const avail = this.end - p;
+    const dv = this.dv;
+    if (this.format === 'pcap') {
+      const hl = this.recHdrLen;
+      if (avail < hl) return true;
+      let incl = dv.getUint32(p + 8, this.pcapLe);
+      const orig = dv.getUint32(p + 12, this.pcapLe);
+      if (this.lenSwap === LEN_SWAPPED || (this.lenSwap === LEN_MAYBE_SWAPPED && incl > orig)) incl = orig;
+      return incl <= this.maxCaplen && avail < hl + incl;
+    }
+    if (avail < 12) return true;
+    let le = this.sle;
+    if (dv.getUint32(p, le) === BT_SHB) {
+      const magic = dv.getUint32(p + 8, true);
+      if (magic === BYTE_ORDER_MAGIC) le = true;
+      else if (magic === BYTE_ORDER_MAGIC_SWAPPED) le = false;
+      else return false;
+    }
+    const len = pad4(dv.getUint32(p + 4, le));
+    return len <= MAX_BLOCK_SIZE && avail < len;
   }
 
   private grow(need: number): void {
@@ -487,7 +690,7 @@ export class CaptureReader {
   private readInto(off: number, len: number): number {
     for (;;) {
       try {
-        return readSync(this.fd, this.buf, off, len, null);
+        return readSync(this.fd, this.buf, off, len, this.positional ? this.bufStart + off : null);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
