@@ -176,8 +176,15 @@ export default async function run(task: EngineTask): Promise<TaskResult> {
   const seqModule = task.role === 'sequencer' ? await import('./sequencer.js') : null;
   const cpu0 = threadCpuMs();
   const ctl = new Control(task.layout, task.control);
+  // A thread that dies (process.exit in the worker, an error that escapes) must stop the run
+  // through the shared abort flag: the main thread may be blocked in Atomics.wait for this
+  // thread's slots (the node's walk in the main thread cannot await), so it would never see the
+  // pool's 'error' event and would wait forever.
+  const onExit = (): void => ctl.abort();
+  process.once('exit', onExit);
   const stats: StageStats = { stage: task.role === 'sequencer' ? 'sequencer' : `encoder ${task.index + 1}`, cpuMs: -1, waitMs: 0, wallMs: 0 };
   const done = (r: Omit<TaskResult, 'role' | 'stats'>, waiter: Waiter | null): TaskResult => {
+    process.removeListener('exit', onExit);
     const cpu1 = threadCpuMs();
     stats.cpuMs = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
     stats.waitMs = waiter ? waiter.waitNs / 1e6 : 0;
