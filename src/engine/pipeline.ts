@@ -742,24 +742,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
     if (identity) consumerPorts.push(ch.port1);
     start({ ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity, growable: identity }, `encoder ${e + 1}`, ctl.encFrame(e));
   }
-  // A task that ends early (failure) or a thread that dies stops everything.
-  const settled: (TaskResult | { died: unknown })[] = [];
-  const all = Promise.all(
-    tasks.map((t, i) =>
-      t.promise.then(
-        (r) => {
-          settled[i] = r;
-          if (r.failure || r.aborted) ctl.abort();
-          return r;
-        },
-        (err: unknown) => {
-          settled[i] = { died: err };
-          ctl.abort();
-          return undefined;
-        },
-      ),
-    ),
-  );
+  const { settled, all } = watchTasks(tasks, ctl);
   const signal = m.opts.signal;
   const onSignal = (): void => ctl.ring(C_MAIN_BELL);
   signal?.addEventListener('abort', onSignal);
@@ -874,19 +857,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   await pool.destroy();
   for (const p of consumerPorts) p.close();
   if (mainError !== null) throw mainError;
-  const results: TaskResult[] = [];
-  for (let i = 0; i < tasks.length; i++) {
-    const s = settled[i]!;
-    if ('died' in s) {
-      const t = tasks[i]!;
-      const frame = ctl.f[t.frameCell]!;
-      const msg = s.died instanceof Error ? s.died.message : String(s.died);
-      throw new StageError({ stage: t.name, frame, fileOffset: -1, name: 'Error', message: `the thread died (${msg})`, kind: 'internal' });
-    }
-    if (s.failure) throw stageFailureError(s.failure);
-    results.push(s);
-  }
-  if (results.some((r) => r.aborted)) throw new Error('internal: a stage stopped without a reason');
+  const results = taskResults(tasks, settled, ctl);
   let acct = m.acct;
   if (!identity) acct = Accounting.fromJSON(results[0]!.acct!);
   return { acct, interrupted, encoders: K, stages: [mainStats(m, cpu0, t0), ...results.map((r) => r.stats)] };
@@ -966,23 +937,7 @@ async function runNodeMain(
     const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs };
     tasks.push({ name: `encoder ${e + 1}`, frameCell: ctl.encFrame(e), promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
   }
-  const settled: (TaskResult | { died: unknown })[] = [];
-  const all = Promise.all(
-    tasks.map((t, i) =>
-      t.promise.then(
-        (r) => {
-          settled[i] = r;
-          if (r.failure || r.aborted) ctl.abort();
-          return r;
-        },
-        (err: unknown) => {
-          settled[i] = { died: err };
-          ctl.abort();
-          return undefined;
-        },
-      ),
-    ),
-  );
+  const { settled, all } = watchTasks(tasks, ctl);
   const signal = m.opts.signal;
   const onSignal = (): void => ctl.ringAlways(C_MAIN_BELL);
   signal?.addEventListener('abort', onSignal);
@@ -1136,6 +1091,41 @@ async function runNodeMain(
   await pool.destroy();
   for (const p of ports) p.close();
   if (mainError !== null) throw mainError;
+  const results = taskResults(tasks, settled, ctl);
+  return {
+    acct: stage!.acct,
+    interrupted,
+    encoders: K,
+    stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage!.name}, writer)` }, ...results.map((r) => r.stats)],
+  };
+}
+
+type Settled = TaskResult | { died: unknown };
+
+/** Watch the tasks: one that ends early (failure) or a thread that dies stops every stage. */
+function watchTasks(tasks: readonly { promise: Promise<TaskResult> }[], ctl: Control): { settled: Settled[]; all: Promise<unknown> } {
+  const settled: Settled[] = [];
+  const all = Promise.all(
+    tasks.map((t, i) =>
+      t.promise.then(
+        (r) => {
+          settled[i] = r;
+          if (r.failure || r.aborted) ctl.abort();
+          return r;
+        },
+        (err: unknown) => {
+          settled[i] = { died: err };
+          ctl.abort();
+          return undefined;
+        },
+      ),
+    ),
+  );
+  return { settled, all };
+}
+
+/** The tasks' results once all settled, or the error of the first that failed or whose thread died. */
+function taskResults(tasks: readonly { name: string; frameCell: number }[], settled: readonly Settled[], ctl: Control): TaskResult[] {
   const results: TaskResult[] = [];
   for (let i = 0; i < tasks.length; i++) {
     const s = settled[i]!;
@@ -1148,12 +1138,7 @@ async function runNodeMain(
     results.push(s);
   }
   if (results.some((r) => r.aborted)) throw new Error('internal: a stage stopped without a reason');
-  return {
-    acct: stage!.acct,
-    interrupted,
-    encoders: K,
-    stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage!.name}, writer)` }, ...results.map((r) => r.stats)],
-  };
+  return results;
 }
 
 function stageFailureError(f: StageError['failure']): Error {
