@@ -67,7 +67,7 @@ import {
   slotBytes,
   type SlotGeometry,
 } from './slots.js';
-import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, RecordSink, StageError, threadCpuMs, type Fault } from './stages.js';
+import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, threadCpuMs, type Fault } from './stages.js';
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
@@ -469,8 +469,7 @@ export class WriterSink implements FrameSinkAt {
   }
 
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
-    const id = outIf >= 0 && outIf < this.outId.length ? this.outId[outIf]! : -1;
-    if (id < 0) throw new Error(`the node sent a frame out of its interface ${outIf}, which is not an output interface`);
+    const id = outputInterfaceId(this.outId, outIf);
     this.acct.written++;
     this.acct.bytesOut += len;
     const p = this.pending;
@@ -837,13 +836,8 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         await yielder.maybe();
         continue;
       }
-      const t1 = process.hrtime.bigint();
       // The bell's value before this round's checks: a ring since then returns at once.
-      Atomics.store(c, C_MAIN_SLEEP, 1);
-      const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
-      if (w.async) await w.value;
-      Atomics.store(c, C_MAIN_SLEEP, 0);
-      m.waitNs += Number(process.hrtime.bigint() - t1);
+      await sleepOnMainBell(m, c, bell);
       await yielder.maybe();
     }
   } catch (e) {
@@ -1071,12 +1065,7 @@ async function runNodeMain(
         await yielder.maybe();
         continue;
       }
-      const t1 = process.hrtime.bigint();
-      Atomics.store(c, C_MAIN_SLEEP, 1);
-      const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
-      if (w.async) await w.value;
-      Atomics.store(c, C_MAIN_SLEEP, 0);
-      m.waitNs += Number(process.hrtime.bigint() - t1);
+      await sleepOnMainBell(m, c, bell);
       await yielder.maybe();
     }
   } catch (e) {
@@ -1098,6 +1087,19 @@ async function runNodeMain(
     encoders: K,
     stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage!.name}, writer)` }, ...results.map((r) => r.stats)],
   };
+}
+
+/**
+ * The main thread sleeps (without blocking the event loop) until the main bell moves from
+ * `bell` or a second passes; C_MAIN_SLEEP tells the other threads to ring it with a notify.
+ */
+async function sleepOnMainBell(m: MainSide, c: Int32Array, bell: number): Promise<void> {
+  const t1 = process.hrtime.bigint();
+  Atomics.store(c, C_MAIN_SLEEP, 1);
+  const w = waitAsync(c, C_MAIN_BELL, bell, 1000);
+  if (w.async) await w.value;
+  Atomics.store(c, C_MAIN_SLEEP, 0);
+  m.waitNs += Number(process.hrtime.bigint() - t1);
 }
 
 type Settled = TaskResult | { died: unknown };

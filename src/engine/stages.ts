@@ -296,9 +296,7 @@ export abstract class OutSink implements FrameSink {
   }
 
   protected outputId(outIf: number): number {
-    const id = outIf >= 0 && outIf < this.outId.length ? this.outId[outIf]! : -1;
-    if (id < 0) throw new Error(`the node sent a frame out of its interface ${outIf}, which is not an output interface`);
-    return id;
+    return outputInterfaceId(this.outId, outIf);
   }
 
   protected swap(): Slot {
@@ -324,6 +322,13 @@ export abstract class OutSink implements FrameSink {
 }
 
 /** Stores output records in slots for the encoders. */
+/** The output interface id of node interface `outIf` (outId: node interface → output id, -1 none). */
+export function outputInterfaceId(outId: Int32Array, outIf: number): number {
+  const id = outIf >= 0 && outIf < outId.length ? outId[outIf]! : -1;
+  if (id < 0) throw new Error(`the node sent a frame out of its interface ${outIf}, which is not an output interface`);
+  return id;
+}
+
 export class RecordSink extends OutSink {
   /**
    * The data of the input slot being walked (null: none), and 1 + its index in the input ring.
@@ -333,6 +338,19 @@ export class RecordSink extends OutSink {
    */
   inData: Uint8Array | null = null;
   inSrc = 0;
+
+  /** Record i's metadata: frame at `off` (in the input slot when aux is 1, else in this slot's data). */
+  private putRecord(s: Slot, i: number, off: number, len: number, id: number, aux: number): void {
+    s.offset[i] = off;
+    s.caplen[i] = len;
+    s.origlen[i] = len;
+    s.tsSec[i] = this.tsSec;
+    s.tsNsec[i] = this.tsNsec;
+    s.iface[i] = id;
+    s.flags[i] = 2;
+    s.pos[i] = this.src;
+    s.aux[i] = aux;
+  }
 
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
     const id = this.outputId(outIf);
@@ -349,16 +367,8 @@ export class RecordSink extends OutSink {
         h = s.h;
       }
       const i = h[H_COUNT]!;
-      s.offset[i] = off;
-      s.caplen[i] = len;
-      s.origlen[i] = len;
-      s.tsSec[i] = this.tsSec;
-      s.tsNsec[i] = this.tsNsec;
-      s.iface[i] = id;
-      s.flags[i] = 2;
-      s.pos[i] = this.src;
+      this.putRecord(s, i, off, len, id, 1);
       s.cmtLen[i] = 0;
-      s.aux[i] = 1;
       h[H_SRC] = this.inSrc;
       h[H_ENC] = h[H_ENC]! + size;
       h[H_COUNT] = i + 1;
@@ -376,15 +386,7 @@ export class RecordSink extends OutSink {
     }
     const i = h[H_COUNT]!;
     let dpos = h[H_DATA]!;
-    s.offset[i] = dpos;
-    s.caplen[i] = len;
-    s.origlen[i] = len;
-    s.tsSec[i] = this.tsSec;
-    s.tsNsec[i] = this.tsNsec;
-    s.iface[i] = id;
-    s.flags[i] = 2;
-    s.pos[i] = this.src;
-    s.aux[i] = 0;
+    this.putRecord(s, i, dpos, len, id, 0);
     s.copyIn(dpos, buf, this.dvOf(buf), off, len);
     dpos += len;
     if (nc !== 0) {
