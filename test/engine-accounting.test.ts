@@ -15,25 +15,10 @@ import { replayNode } from '../src/engine/node-replay.js';
 import { genCapture } from '../src/engine/gen.js';
 import { loadNodeConfig, parseNodeConfig } from '../src/elements/linux/config.js';
 import type { Accounting } from '../src/engine/accounting.js';
-import { FIXTURES, runDpemu, type Step } from './support/scenario.js';
+import { FIXTURES, runDpemu } from './support/scenario.js';
+import { SCENARIOS } from './fixtures/kernel/index.js';
 import { balanced, countRecords, dpemuRun, genServiceCapture, ROOT, sameBytes, serviceNodeYaml, writeServiceNode } from './support/engine.js';
-import * as edgeDnat from './fixtures/kernel/edge-dnat.frames.js';
-import * as fragment from './fixtures/kernel/fragment.frames.js';
-import * as masquerade from './fixtures/kernel/masquerade.frames.js';
-import * as netpol from './fixtures/kernel/netpol.frames.js';
-import * as serviceNth from './fixtures/kernel/service-nth.frames.js';
-import * as ttlDnat from './fixtures/kernel/ttl-dnat.frames.js';
-import * as vxlan from './fixtures/kernel/vxlan.frames.js';
 
-const SCENARIOS: Record<string, { steps(c: ReturnType<typeof loadNodeConfig>): Step[] }> = {
-  'edge-dnat': edgeDnat,
-  fragment,
-  masquerade,
-  netpol,
-  'service-nth': serviceNth,
-  'ttl-dnat': ttlDnat,
-  vxlan,
-};
 
 const CORPUS = resolve(ROOT, '../shared/corpus');
 
