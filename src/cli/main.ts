@@ -47,13 +47,14 @@ The output has one interface per Ethernet interface of the node; frames the node
 locally or drops are not written but counted by reason. The summary goes to stderr and ends
 with the accounting: in = left the model + delivered + dropped (by reason) + errors (by kind).
 
-Threads: with --workers N >= 2, one sequencer thread runs the node over every frame in capture
-order and N-1 encoder threads serialise the records (the identity pipeline: N-1 encoders, at
-least one); the main thread reads and writes. The output is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes
-a valid output (exit code 130); a second Ctrl-C stops at once without output.
+Threads: with --workers N >= 2 and a node, the main thread reads, runs the node over every
+frame in capture order and writes, and N-1 encoder threads serialise the records; the identity
+pipeline has N-1 encoders (at least one). --workers 1 runs everything in one thread. The output
+is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes a valid
+output (exit code 130); a second Ctrl-C stops at once without output.
 
 Examples:
-  dpemu replay --in pcaps/reference-flows.pcap --out /tmp/out.pcapng
+  dpemu replay --in pcaps/edge-flows.pcapng --out /tmp/copy.pcapng
   dpemu replay --node pcaps/edge-node.yaml --in pcaps/edge-flows.pcapng --out /tmp/edge.pcapng
   tcpdump -i eth0 -w - | dpemu replay --node node.yaml --in - --out - | wireshark -k -i -
 
