@@ -148,6 +148,8 @@ function nextFrame(rng: Prng, f: Flow): { frame: Uint8Array; inIf: string } {
   const advance = size + (flags.includes('S') || flags.includes('F') ? 1 : 0);
   if (!f.udp && s !== null) f.ack = (f.ack + advance) >>> 0;
   else if (!f.udp) f.seq = (f.seq + advance) >>> 0;
+  // UDP without a checksum (0, RFC 768): NAT must leave it 0.
+  if (f.udp && rng.nextFloat() < 0.2) frame[14 + 20 + 6] = frame[14 + 20 + 7] = 0;
   if (corrupt) frame[frame.length - 1] ^= 0x5a; // bad L4 checksum (or payload byte of a UDP 0-checksum)
   return { frame, inIf };
 }

@@ -11,6 +11,10 @@ import {
   buildFrame,
   buildIpPacket,
   buildIcmpError,
+  csumAddDelta,
+  csumApplyDelta,
+  csumDelta16,
+  csumDelta32,
   csumReplace16,
   csumReplace32,
   decrementTtl,
@@ -32,7 +36,9 @@ import {
   setInnerSrcPort,
   setSrcIp,
   setSrcPort,
+  udpCsumApplyDelta,
   udpCsumReplace16,
+  udpCsumReplace32,
   type FrameSpec,
   type IpPacketSpec,
   type L4Spec,
@@ -234,6 +240,37 @@ describe('RFC 1624 incremental update equals full recomputation', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('one summed delta equals the replacements one after the other (any checksum, 16/32-bit, UDP rules)', () => {
+    const edge = fc.oneof(fc.constantFrom(0, 1, 0xfffe, 0xffff), fc.integer({ min: 0, max: 0xffff }));
+    const step = fc.oneof(
+      fc.record({ w: fc.constant(16), o: edge, n: edge }),
+      fc.record({ w: fc.constant(32), o: fc.integer({ min: 0, max: 0xffffffff }), n: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffffffff })) }),
+    );
+    fc.assert(
+      fc.property(edge, fc.array(step, { minLength: 1, maxLength: 6 }), (c0, steps) => {
+        let seq = c0;
+        let useq = c0;
+        let d = 0;
+        for (const st of steps) {
+          if (st.w === 16) {
+            seq = csumReplace16(seq, st.o, st.n);
+            useq = udpCsumReplace16(useq, st.o, st.n);
+            d = csumAddDelta(d, csumDelta16(st.o, st.n));
+          } else {
+            seq = csumReplace32(seq, st.o >>> 0, st.n >>> 0);
+            useq = udpCsumReplace32(useq, st.o >>> 0, st.n >>> 0);
+            d = csumAddDelta(d, csumDelta32(st.o | 0, st.n | 0));
+          }
+        }
+        expect(csumApplyDelta(c0, d)).toBe(seq);
+        expect(udpCsumApplyDelta(c0, d)).toBe(useq);
+      }),
+      { numRuns: 20000 },
+    );
+    // The TTL decrement's difference does not depend on the TTL (0xfeff: the word loses 0x100).
+    for (const ttl of [2, 64, 255]) expect(csumDelta16((ttl << 8) | 6, ((ttl - 1) << 8) | 6)).toBe(0xfeff);
   });
 
   it('UDP: 0 stays 0 (no checksum); a result of 0 is stored as 0xffff', () => {

@@ -166,6 +166,49 @@ export function csumReplace32(csum: number, oldVal: number, newVal: number): num
 }
 
 /**
+ * Several word replacements folded into one: csumDelta16/32 give the one's complement difference
+ * of each replaced word (or address), csumAddDelta sums them, csumApplyDelta applies the sum.
+ * Applying the sum equals applying csumReplace16/32 one after the other, in any order, as long
+ * as at least one replacement is applied: each of them leaves the sum as the representative in
+ * [1, 0xffff] of its residue modulo 0xffff (the extra 0xffff term), and replacement is addition
+ * of the difference modulo 0xffff, so only the residue of the summed differences matters
+ * (property-tested in packet-checksum.test.ts). A difference of a word with itself is 0xffff,
+ * the other zero. For the flow memo, which replays a walk's rewrites with one update per checksum.
+ */
+export function csumDelta16(oldWord: number, newWord: number): number {
+  const s = (~oldWord & 0xffff) + (newWord & 0xffff);
+  return (s & 0xffff) + (s >>> 16);
+}
+
+/** csumDelta16 of an aligned 32-bit value (an IPv4 address): both of its words. */
+export function csumDelta32(oldVal: number, newVal: number): number {
+  let s = (~oldVal >>> 16) + (~oldVal & 0xffff) + (newVal >>> 16) + (newVal & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  return (s & 0xffff) + (s >>> 16);
+}
+
+/** The sum of two differences (each in 0..0xffff), in 0..0xffff. */
+export function csumAddDelta(a: number, b: number): number {
+  const s = a + b;
+  return (s & 0xffff) + (s >>> 16);
+}
+
+/** The checksum after the replacements whose summed difference is `delta` (see csumDelta16). */
+export function csumApplyDelta(csum: number, delta: number): number {
+  let s = (~csum & 0xffff) + delta + 0xffff;
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/** csumApplyDelta for a UDP checksum: 0 (none) stays 0, a result of 0 is stored as 0xffff. */
+export function udpCsumApplyDelta(csum: number, delta: number): number {
+  if (csum === 0) return 0;
+  const r = csumApplyDelta(csum, delta);
+  return r === 0 ? 0xffff : r;
+}
+
+/**
  * csumReplace16 for a UDP checksum: a stored 0 means "no checksum" and stays 0; a result of 0
  * is stored as 0xffff (RFC 768), which is what full recomputation stores.
  */

@@ -19,16 +19,21 @@
  * full walk, which then sends the ICMP error or fragments.
  *
  * Only the plainest outcome is memoised: the input frame left, whole, by one Ethernet device,
- * with no frame generated, no NAT set up, no tunnel, no local delivery. A hit replays it with
- * the same rewrite functions in the same order (DNAT ports then address, TTL, SNAT ports then
- * address, Ethernet header), so the bytes, checksums included, are those of the full walk.
+ * with no frame generated, no NAT set up, no tunnel, no local delivery. A hit writes the
+ * addresses, ports and TTL the walk wrote and updates each checksum once with the summed
+ * difference of the walk's replacements (DNAT port and address, TTL, SNAT port and address):
+ * the input tuple is fixed by the key, and the TTL word always loses 0x100, so the differences
+ * are constants of the record; one summed update equals the walk's updates one after the other
+ * (csumApplyDelta, property-tested), so the bytes, checksums included, are those of the walk.
  *
- * Storage: one 32-byte record per conntrack node (2 × entry id + direction) in an Int32Array,
+ * Storage: one 48-byte record per conntrack node (2 × entry id + direction) in an Int32Array,
  * grown by doubling. Conntrack tells the memo when it frees an entry (Conntrack.onFree), before
  * the id can be reused, and the memo forgets both of its records.
  */
 
-const STRIDE = 8;
+import { csumAddDelta, csumDelta32 } from '../../packet/checksum.js';
+
+const STRIDE = 12;
 /** 1 (valid) | ctState << 1 | inIf << 8. */
 const M_KEY = 0;
 const M_STATUS = 1;
@@ -39,6 +44,15 @@ const M_DST = 4;
 const M_PORTS = 5;
 const M_OUT = 6;
 const M_NEIGH = 7;
+/** MTU of the output interface. */
+const M_MTU = 8;
+/** Summed checksum difference of the IPv4 header's replacements (addresses, TTL). */
+const M_DIP = 9;
+/** Same for the TCP/UDP checksum (pseudo-header addresses, ports); -1: the walk did not touch it. */
+const M_DL4 = 10;
+
+/** The TTL decrement's difference: the word TTL << 8 | protocol loses 0x100 (csumDelta16). */
+const TTL_DELTA = 0xfeff;
 
 export class FlowMemo {
   private rec = new Int32Array(STRIDE * 1024);
@@ -56,6 +70,10 @@ export class FlowMemo {
     return o;
   }
 
+  /**
+   * Remember the walk of `node`: the packet came in with (inSrc, inDst, inPorts) and left by
+   * outIf (MTU mtu, to neighbour neigh) with (src, dst, sport << 16 | dport), TTL decremented.
+   */
   store(
     node: number,
     ctState: number,
@@ -63,11 +81,14 @@ export class FlowMemo {
     mark: number,
     inIf: number,
     outIf: number,
+    mtu: number,
     neigh: number,
+    inSrc: number,
+    inDst: number,
+    inPorts: number,
     src: number,
     dst: number,
-    sport: number,
-    dport: number,
+    ports: number,
     notes: readonly string[] | null,
   ): void {
     const o = node * STRIDE;
@@ -84,9 +105,15 @@ export class FlowMemo {
     r[o + M_MARK] = mark | 0;
     r[o + M_SRC] = src | 0;
     r[o + M_DST] = dst | 0;
-    r[o + M_PORTS] = (sport << 16) | dport;
+    r[o + M_PORTS] = ports | 0;
     r[o + M_OUT] = outIf;
     r[o + M_NEIGH] = neigh;
+    r[o + M_MTU] = mtu;
+    const dAddr = csumAddDelta(csumDelta32(inSrc | 0, src | 0), csumDelta32(inDst | 0, dst | 0));
+    r[o + M_DIP] = csumAddDelta(dAddr, TTL_DELTA);
+    // The walk updates the L4 checksum only for a field that changes (setAddr, setPort).
+    const l4Changed = (inSrc | 0) !== (src | 0) || (inDst | 0) !== (dst | 0) || (inPorts | 0) !== (ports | 0);
+    r[o + M_DL4] = l4Changed ? csumAddDelta(dAddr, csumDelta32(inPorts | 0, ports | 0)) : -1;
     if (notes !== null || this.notes.length > node) this.notes[node] = notes;
     this.stores++;
   }
@@ -113,11 +140,19 @@ export class FlowMemo {
   dst(o: number): number {
     return this.rec[o + M_DST]!;
   }
-  sport(o: number): number {
-    return this.rec[o + M_PORTS]! >>> 16;
+  /** sport << 16 | dport. */
+  ports(o: number): number {
+    return this.rec[o + M_PORTS]!;
   }
-  dport(o: number): number {
-    return this.rec[o + M_PORTS]! & 0xffff;
+  mtu(o: number): number {
+    return this.rec[o + M_MTU]!;
+  }
+  /** Checksum differences to apply (csumApplyDelta); l4Delta -1: leave the L4 checksum alone. */
+  ipDelta(o: number): number {
+    return this.rec[o + M_DIP]!;
+  }
+  l4Delta(o: number): number {
+    return this.rec[o + M_DL4]!;
   }
   /** The output comments of the memoised walk (when comments are on). */
   notesOf(node: number): readonly string[] | null {

@@ -18,7 +18,7 @@
  * of it or a datagram is reassembled (the copy costs ~20 ns of a ~100-byte frame's walk).
  */
 import { ipv4ToString, macToString } from '../../packet/addr.js';
-import { ipv4HeaderChecksumOk } from '../../packet/checksum.js';
+import { csumApplyDelta, icmpChecksum, ipv4HeaderChecksumOk, udpCsumApplyDelta } from '../../packet/checksum.js';
 import { decrementTtl, setDstIp, setDstPort, setSrcIp, setSrcPort } from '../../packet/rewrite.js';
 import {
   LINKTYPE_ETHERNET,
@@ -74,7 +74,6 @@ import { ConfigError, type InterfaceConfig, type NodeConfig } from './config.js'
 import { RoutingTable, RT_BLACKHOLE, RT_BROADCAST, RT_LOCAL, RT_PROHIBIT, RT_UNREACHABLE, type Route } from './routing.js';
 import { DEFAULT_TTL, icmpErrorAllowed, writeIcmpError, writeTcpReset } from './icmp.js';
 import { Defragmenter, DEFRAG_COMPLETE, DEFRAG_DUPLICATE, DEFRAG_HELD } from './defrag.js';
-import { icmpChecksum } from '../../packet/checksum.js';
 
 /** Room in front of a packet for a new L2 header and tunnel headers. */
 const HEADROOM = 256;
@@ -162,6 +161,10 @@ export class LinuxNode implements NetfilterEnv {
   private recState = 0;
   private recStatus = 0;
   private recMark = 0;
+  /** The recorded packet's tuple as it came in (int32; ports sport << 16 | dport). */
+  private recSrc = 0;
+  private recDst = 0;
+  private recPorts = 0;
   /** Neighbour entry of the last Ethernet header written (for the memo). */
   private lastNeigh = -1;
   /** Comments for the frames of the current input (reused array). */
@@ -501,33 +504,51 @@ export class LinuxNode implements NetfilterEnv {
     this.recState = st;
     this.recStatus = status;
     this.recMark = skb.mark;
+    this.recSrc = v.srcIp | 0;
+    this.recDst = v.dstIp | 0;
+    this.recPorts = (v.srcPort << 16) | v.dstPort;
     return false;
   }
 
   /**
    * The memoised forward, when the packet passes the per-packet checks the key does not cover
-   * (ip_forward's TTL and MTU checks); false sends it through the full walk. The rewrites are
-   * those of the walk, in its order: PREROUTING's nf_nat_manip_pkt (port, then address),
-   * ip_decrease_ttl, POSTROUTING's nf_nat_manip_pkt, then the neighbour's Ethernet header.
+   * (ip_forward's TTL and MTU checks); false sends it through the full walk. It writes what the
+   * walk wrote (addresses, ports, TTL − 1, the neighbour's Ethernet header) and updates each
+   * checksum once with the record's summed difference, which gives the bytes of the walk's
+   * one-by-one updates (PREROUTING's nf_nat_manip_pkt, ip_decrease_ttl, POSTROUTING's
+   * nf_nat_manip_pkt; see flow-memo.ts).
    */
   private memoForward(L: Level, o: number, node: number): boolean {
     const memo = this.memo!;
     const v = L.skb.v;
-    const outIf = memo.outIf(o);
-    if (v.ttl <= 1 || v.ipTotalLen > this.ifaces[outIf]!.mtu) return false;
-    const buf = L.buf;
+    const ttl = v.ttl;
+    const tcp = v.ipProto === 6;
+    // (Conntrack tracked the packet, so its TCP/UDP header is whole: the second test never fails.)
+    if (ttl <= 1 || v.ipTotalLen > memo.mtu(o) || v.l4Captured < (tcp ? 18 : 8)) return false;
     const dv = L.dv;
-    const dport = memo.dport(o);
-    if (v.dstPort !== dport) setDstPort(v, buf, dv, dport);
-    const dst = memo.dst(o);
-    if ((v.dstIp | 0) !== dst) setDstIp(v, buf, dv, dst);
-    decrementTtl(v, dv);
-    const sport = memo.sport(o);
-    if (v.srcPort !== sport) setSrcPort(v, buf, dv, sport);
+    const ipOff = v.ipOff;
     const src = memo.src(o);
-    if ((v.srcIp | 0) !== src) setSrcIp(v, buf, dv, src);
+    const dst = memo.dst(o);
+    dv.setInt32(ipOff + 12, src);
+    dv.setInt32(ipOff + 16, dst);
+    dv.setUint8(ipOff + 8, ttl - 1);
+    dv.setUint16(ipOff + 10, csumApplyDelta(dv.getUint16(ipOff + 10), memo.ipDelta(o)));
+    v.srcIp = src >>> 0;
+    v.dstIp = dst >>> 0;
+    v.ttl = ttl - 1;
+    const dl4 = memo.l4Delta(o);
+    if (dl4 >= 0) {
+      const l4 = v.l4Off;
+      const ports = memo.ports(o);
+      dv.setInt32(l4, ports);
+      if (tcp) dv.setUint16(l4 + 16, csumApplyDelta(dv.getUint16(l4 + 16), dl4));
+      else dv.setUint16(l4 + 6, udpCsumApplyDelta(dv.getUint16(l4 + 6), dl4));
+      v.srcPort = ports >>> 16;
+      v.dstPort = ports & 0xffff;
+    }
+    const outIf = memo.outIf(o);
     L.skb.outIf = outIf;
-    const off = v.ipOff - 14;
+    const off = ipOff - 14;
     this.writeEthernet(dv, off, memo.neigh(o));
     if (this.commentsOn) {
       const notes = memo.notesOf(node);
@@ -545,8 +566,8 @@ export class LinuxNode implements NetfilterEnv {
     this.recNode = -1;
     if (skb.impure || L !== this.levels[0] || !L.fromInput || this.framesOut !== 0 || this.framesGenerated !== 0 || this.lastNeigh < 0) return;
     if (off !== v.ipOff - 14 || len !== v.ipTotalLen + 14 || skb.ct !== node >> 1) return;
-    this.memo!.store(node, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.lastNeigh,
-      v.srcIp, v.dstIp, v.srcPort, v.dstPort, this.commentsOn ? this.notes.slice() : null);
+    this.memo!.store(node, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.ifaces[outIf]!.mtu, this.lastNeigh,
+      this.recSrc, this.recDst, this.recPorts, v.srcIp, v.dstIp, (v.srcPort << 16) | v.dstPort, this.commentsOn ? this.notes.slice() : null);
   }
 
   /** ip_error: ICMP destination unreachable with `code` for a route that says so, then drop. */
