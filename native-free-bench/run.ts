@@ -382,7 +382,24 @@ const targets: Target[] = [];
 const mf = (r: Result): string => `${(r.fps!.median / 1e6).toFixed(2)} Mframes/s`;
 {
   const node = byId('e2e-node-1w');
-  targets.push({ name: 'full node pipeline, one thread (replay function)', goal: '≥ 2 Mframes/s', value: node ? mf(node) : 'not measured', met: node ? node.fps!.median >= 2e6 : null });
+  // The long run (--full) shows the rate once V8 has compiled the walk (~100 ms of a 1M-frame
+  // run goes to the first few thousand frames, which run before their code is optimised).
+  const long = results.filter((r) => r.id.startsWith('mem-node-') && r.fps && r.frames > FRAMES).pop();
+  targets.push({
+    name: `full node pipeline, one thread (replay function, ${FRAMES.toLocaleString('en-US')} frames)`,
+    goal: '≥ 2 Mframes/s',
+    value: node ? mf(node) + (long ? `; ${mf(long)} on ${long.frames.toLocaleString('en-US')} frames (JIT warm-up amortised)` : '') : 'not measured',
+    met: node ? node.fps!.median >= 2e6 : null,
+  });
+  const node2 = byId('e2e-node-2w');
+  if (node && node2) {
+    targets.push({
+      name: 'full node pipeline, 2 workers vs 1 (replay function)',
+      goal: '≥ 1.6×',
+      value: `${(node2.fps!.median / node.fps!.median).toFixed(2)}× (${mf(node2)} vs ${mf(node)})`,
+      met: node2.fps!.median >= 1.6 * node.fps!.median,
+    });
+  }
   targets.push({
     name: 'full node pipeline vs Open vSwitch + DPDK pcap, ct(commit,nat(dst=range)), one core',
     goal: '≥ 3× 0.70 Mframes/s',
