@@ -217,3 +217,19 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
     },
   };
 }
+
+/** What nodeCase takes, as a structured-cloneable object (for runMicroIsolated). */
+export interface NodeCaseSpec {
+  id: string;
+  name: string;
+  yaml: string;
+  frames: readonly Uint8Array[];
+  inIf: string;
+  note?: string;
+  flowMemo?: boolean;
+}
+
+/** The isolated-worker entry point: the node case of `spec`. */
+export function buildCase(spec: NodeCaseSpec): MicroCase {
+  return nodeCase(spec.id, spec.name, spec.yaml, spec.frames, spec.inIf, spec.note, spec.flowMemo ?? true);
+}

@@ -19,9 +19,9 @@ import { conntrackCases } from './conntrack-scale.js';
 import { fileSize, ioCases, nodeFile, Procs, sameRewrite, tcprewriteInfo, warmPageCache } from './e2e.js';
 import { Workspace, type Capture } from './inputs.js';
 import { describeMachine } from './machine.js';
-import { pendingRow, runMicro, runWall, type MicroCase, type MicroOptions, type WallCase, type WallSample } from './measure.js';
+import { pendingRow, runMicro, runMicroIsolated, runWall, type IsolatedCase, type MicroOptions, type WallCase, type WallSample } from './measure.js';
 import { SCHEMA, type Result, type RunInfo, type Section, type Target } from './model.js';
-import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, nodeCase, REMOTE_VTEP_MAC, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
+import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, REMOTE_VTEP_MAC, type NodeCaseSpec, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
 import { charts, markdown, table } from './report.js';
 import { ruleCases } from './rules.js';
 import { ruleBenchCases } from './rules.bench.js';
@@ -180,29 +180,29 @@ if (only.has('node')) {
   const svcTpl = genTemplates({ frames: 4096, minLen: 60, maxLen: 100, seed: 11, serverNet: 0xac15000a - 1, servers: 1, ports: [80], udpShare: 0 });
   // Inner traffic of the tunnel cases: 10.0.x.y → 172.30.0.1–8, as a remote node would send it back.
   const back = (dstMac: string, srcMac: string): Uint8Array[] => genTemplates({ frames: 4096, minLen: 60, maxLen: 100, seed: 13, clientNet: 0x0a000000, serverNet: 0xac1e0000, dstMac, srcMac });
-  const cases: MicroCase[] = [];
-  const add = (f: () => MicroCase): void => {
-    try {
-      cases.push(f());
-    } catch (e) {
-      results.push({ id: 'node-setup', section: 'node', name: 'node case setup', method: 'benchmark.js', status: 'failed', frames: 0, bytes: 0, note: (e as Error).message });
-    }
+  // Each case in a worker thread of its own (runMicroIsolated: ten node set-ups in one isolate
+  // would share their functions' type feedback and each be measured slower than it runs).
+  const cases: IsolatedCase[] = [];
+  const nodeCasesModule = new URL('./node-cases.js', import.meta.url).href;
+  const add = (id: string, name: string, yaml: string, frames: readonly Uint8Array[], inIf: string, note?: string, flowMemo = true): void => {
+    const spec: NodeCaseSpec = { id, name, yaml, frames, inIf, note, flowMemo };
+    cases.push({ id, module: nodeCasesModule, spec });
   };
   // Established flows: after the first packet of each, the flow memo serves them (flow-memo.ts);
   // the "memo off" rows walk every table for every packet, as the first packet of a flow does.
   const off = 'flow memo off: every packet walks every table';
-  add(() => nodeCase('node-forward', 'router: route, TTL, MAC, conntrack; no rules', forwardYaml(), mixedTpl, 'eth0'));
-  add(() => nodeCase('node-forward-nomemo', 'router: route, TTL, MAC, conntrack; no rules (memo off)', forwardYaml(), mixedTpl, 'eth0', off, false));
-  add(() => nodeCase('node-rewrite', 'router + NETMAP DNAT and SNAT (the tcprewrite-equivalent rewrite)', rewriteYaml(), mixedTpl, 'eth0'));
-  add(() => nodeCase('node-full', 'full pipeline: Service DNAT (3 endpoints) + MASQUERADE + 20-rule filter', fullPipelineYaml(20), svcTpl, 'eth0'));
-  add(() => nodeCase('node-full-nomemo', 'full pipeline (memo off)', fullPipelineYaml(20), svcTpl, 'eth0', off, false));
+  add('node-forward', 'router: route, TTL, MAC, conntrack; no rules', forwardYaml(), mixedTpl, 'eth0');
+  add('node-forward-nomemo', 'router: route, TTL, MAC, conntrack; no rules (memo off)', forwardYaml(), mixedTpl, 'eth0', off, false);
+  add('node-rewrite', 'router + NETMAP DNAT and SNAT (the tcprewrite-equivalent rewrite)', rewriteYaml(), mixedTpl, 'eth0');
+  add('node-full', 'full pipeline: Service DNAT (3 endpoints) + MASQUERADE + 20-rule filter', fullPipelineYaml(20), svcTpl, 'eth0');
+  add('node-full-nomemo', 'full pipeline (memo off)', fullPipelineYaml(20), svcTpl, 'eth0', off, false);
   // Tunnel rows: the memo serves only plain forwards, so their baselines run without it.
-  add(() => nodeCase('node-tunnel-plain', 'tunnel node, forward without tunnel (baseline of the tunnel rows; memo off)', vxlanYaml(), back('02:00:00:00:0e:05', '02:00:00:00:0e:06'), 'eth0', off, false));
-  add(() => nodeCase('node-vxlan-encap', 'forward + VXLAN encap (outer packet through OUTPUT/POSTROUTING)', vxlanYaml(), mixedTpl, 'eth1'));
-  add(() => nodeCase('node-vxlan-decap', 'VXLAN decap (INPUT of the outer packet) + forward', vxlanYaml(), vxlanWrap(back(VTEP_MAC, REMOTE_VTEP_MAC)), 'eth0'));
-  add(() => nodeCase('node-ipip-encap', 'forward + IP-in-IP encap (outer packet through OUTPUT/POSTROUTING)', ipipYaml(), mixedTpl, 'eth1'));
-  add(() => nodeCase('node-ipip-decap', 'IP-in-IP decap (INPUT of the outer packet) + forward', ipipYaml(), ipipWrap(back('02:00:00:00:0e:05', '02:00:00:00:0e:06')), 'eth0'));
-  const nodeResults = runMicro(cases, microOpts);
+  add('node-tunnel-plain', 'tunnel node, forward without tunnel (baseline of the tunnel rows; memo off)', vxlanYaml(), back('02:00:00:00:0e:05', '02:00:00:00:0e:06'), 'eth0', off, false);
+  add('node-vxlan-encap', 'forward + VXLAN encap (outer packet through OUTPUT/POSTROUTING)', vxlanYaml(), mixedTpl, 'eth1');
+  add('node-vxlan-decap', 'VXLAN decap (INPUT of the outer packet) + forward', vxlanYaml(), vxlanWrap(back(VTEP_MAC, REMOTE_VTEP_MAC)), 'eth0');
+  add('node-ipip-encap', 'forward + IP-in-IP encap (outer packet through OUTPUT/POSTROUTING)', ipipYaml(), mixedTpl, 'eth1');
+  add('node-ipip-decap', 'IP-in-IP decap (INPUT of the outer packet) + forward', ipipYaml(), ipipWrap(back('02:00:00:00:0e:05', '02:00:00:00:0e:06')), 'eth0');
+  const nodeResults = await runMicroIsolated(cases, microOpts);
   results.push(...nodeResults);
   // Derived: the tunnel's share of the node's time per frame.
   const get = (id: string): Result | undefined => nodeResults.find((r) => r.id === id && r.status === 'ok');
