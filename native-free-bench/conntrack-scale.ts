@@ -67,7 +67,8 @@ function fixChecksums(buf: Uint8Array, dv: DataView): void {
 
 /** What the node does per packet: point its one Skb at the frame, parse, conntrack lookup. */
 function lookup(ct: Conntrack, skb: Skb, fs: FrameSet, k: number): void {
-  skb.reset(fs.buf, fs.dv, 0, 1);
+  skb.reset(fs.buf, fs.dv, 0);
+  skb.nowSec = 1;
   skb.v.parse(fs.buf, fs.dv, fs.off[k]!, fs.len[k]!, LINKTYPE_ETHERNET);
   skb.hook = HOOK_PREROUTING;
   ct.lookup(skb);
@@ -102,7 +103,8 @@ export function conntrackCases(n: number): ConntrackScale {
       dv.setUint32(26, s);
       dv.setUint32(30, d);
       dv.setUint16(34, sp);
-      skb.reset(buf, dv, 0, 1);
+      skb.reset(buf, dv, 0);
+      skb.nowSec = 1;
       skb.v.parse(buf, dv, 0, buf.length, LINKTYPE_ETHERNET);
       skb.hook = HOOK_PREROUTING;
       ct.lookup(skb);

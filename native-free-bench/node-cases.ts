@@ -200,7 +200,7 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
   const now = 1_700_000_000;
   const fsDv = new DataView(fs.buf.buffer, fs.buf.byteOffset, fs.buf.byteLength);
   for (let i = 0; i < fs.count; i++) {
-    const fate = node.receive(fs.buf, fsDv, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
+    const fate = node.receive(fs.buf, fsDv, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, 0, sink);
     if (fate !== FATE_LEFT) throw new Error(`${id}: frame ${i} did not leave the node: ${node.reason}`);
   }
   const { buf, off, len, count } = fs;
@@ -213,7 +213,7 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
     note,
     fn: () => {
       buf.set(pristine);
-      for (let i = 0; i < count; i++) node.receive(buf, fsDv, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, sink);
+      for (let i = 0; i < count; i++) node.receive(buf, fsDv, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, 0, sink);
     },
   };
 }

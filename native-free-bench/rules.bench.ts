@@ -51,7 +51,8 @@ function compile(text: string, index: boolean): Ruleset {
 /** A packet as the rule evaluator sees it (no bytes: rules only read the parsed fields). */
 function skbOf(src: number, dst: number, proto: number, sport: number, dport: number, inIf: number, outIf: number, ctState = CT_NEW): Skb {
   const s = new Skb();
-  s.reset(s.buf, s.dv, inIf, 0);
+  s.reset(s.buf, s.dv, inIf);
+  s.nowSec = 0;
   const v = s.v;
   v.srcIp = src >>> 0;
   v.dstIp = dst >>> 0;

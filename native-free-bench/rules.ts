@@ -60,7 +60,8 @@ export function ruleCases(counts: number[], flavours: RuleFlavour[] = ['indexed'
         });
         const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
         const skb = new Skb();
-        skb.reset(f, dv, 0, 1);
+        skb.reset(f, dv, 0);
+        skb.nowSec = 1;
         if (skb.v.parse(f, dv, 0, f.length, LINKTYPE_ETHERNET) !== PARSE_OK) throw new Error('rules case: frame does not parse');
         skb.hook = HOOK_FORWARD;
         skb.outIf = 1;

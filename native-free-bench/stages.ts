@@ -146,7 +146,8 @@ function natCases(mixed: readonly Uint8Array[]): MicroCase[] {
     const buf = frame.slice();
     const dv = new DataView(buf.buffer);
     const skb = new Skb();
-    skb.reset(buf, dv, 0, now);
+    skb.reset(buf, dv, 0);
+    skb.nowSec = now;
     if (skb.v.parse(buf, dv, 0, buf.length, LINKTYPE_ETHERNET) !== PARSE_OK) throw new Error('NAT case: frame does not parse');
     return skb;
   };

@@ -78,7 +78,8 @@ export function skbOf(frame: Uint8Array, now: number, hook = HOOK_PREROUTING, in
   const buf = frame.slice();
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const skb = new Skb();
-  skb.reset(buf, dv, inIf, now);
+  skb.reset(buf, dv, inIf);
+  skb.nowSec = now;
   skb.hook = hook;
   const st = skb.v.parse(buf, dv, 0, buf.length, LINKTYPE_ETHERNET);
   if (st !== PARSE_OK) throw new Error(`test frame does not parse: status ${st}`);

@@ -168,7 +168,7 @@ function walk(node: LinuxNode, frame: Uint8Array, inIf: number, now: number): { 
   };
   // In place, as the engine runs it: the node may rewrite this copy.
   const copy = frame.slice();
-  const fate = node.receive(copy, new DataView(copy.buffer), 0, copy.length, copy.length, LINKTYPE_ETHERNET, 0, inIf, now, sink);
+  const fate = node.receive(copy, new DataView(copy.buffer), 0, copy.length, copy.length, LINKTYPE_ETHERNET, 0, inIf, Math.floor(now), Math.round((now - Math.floor(now)) * 1e6) * 1000, sink);
   return { fate, reason: node.reason, sent };
 }
 

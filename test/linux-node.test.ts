@@ -46,7 +46,7 @@ interface Out {
 function run(node: LinuxNode, frame: Uint8Array, inIf: number, trace: Trace | null = null): { fate: number; out: Out[] } {
   const out: Out[] = [];
   const sink = { frame: (b: Uint8Array, off: number, len: number, outIf: number) => out.push({ outIf, bytes: b.slice(off, off + len) }) };
-  const fate = node.receive(frame, new DataView(frame.buffer, frame.byteOffset, frame.byteLength), 0, frame.length, frame.length, LINKTYPE_ETHERNET, 0, inIf, 1000, sink, trace);
+  const fate = node.receive(frame, new DataView(frame.buffer, frame.byteOffset, frame.byteLength), 0, frame.length, frame.length, LINKTYPE_ETHERNET, 0, inIf, 1000, 0, sink, trace);
   return { fate, out };
 }
 

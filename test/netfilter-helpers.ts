@@ -89,7 +89,8 @@ export interface PktOpts {
 export function load(skb: Skb, ip: IpSpec, l4: L4Spec, o: PktOpts = {}): Skb {
   const buf = buildIpPacket(ip, l4);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  skb.reset(buf, dv, o.inIf ?? -1, o.now ?? 0);
+  skb.reset(buf, dv, o.inIf ?? -1);
+  skb.nowSec = o.now ?? 0;
   const st = skb.v.parse(buf, dv, 0, buf.length, LINKTYPE_RAW);
   if (st !== 0) throw new Error(`test packet does not parse (status ${st}, reason ${skb.v.malformedReason})`);
   skb.outIf = o.outIf ?? -1;

@@ -122,7 +122,8 @@ const pktArb: fc.Arbitrary<Pkt> = fc.record({
 });
 
 function setPacket(skb: Skb, p: Pkt): void {
-  skb.reset(skb.buf, skb.dv, p.inIf, 0);
+  skb.reset(skb.buf, skb.dv, p.inIf);
+  skb.nowSec = 0;
   const v = skb.v;
   v.srcIp = p.src;
   v.dstIp = p.dst;

@@ -61,7 +61,7 @@ export function runTrace(packet: string[], opts: TraceCliOptions): void {
             if (last) throw new UserError(`frame ${no}: no ingress interface (use --ingress)`, 3);
             continue;
           }
-          fate = node.receive(batch.buf, batch.dv, off, batch.caplen[i]!, batch.origlen[i]!, ifc.linktype, ifc.fcsLen, inIf, batch.tsSec[i]! + batch.tsNsec[i]! * 1e-9, last ? sink : quiet, last ? trace : null);
+          fate = node.receive(batch.buf, batch.dv, off, batch.caplen[i]!, batch.origlen[i]!, ifc.linktype, ifc.fcsLen, inIf, batch.tsSec[i]!, batch.tsNsec[i]!, last ? sink : quiet, last ? trace : null);
           if (last) break outer;
         }
       }
@@ -72,7 +72,7 @@ export function runTrace(packet: string[], opts: TraceCliOptions): void {
   } else {
     if (!packet.length) throw new UserError('give --in FILE --frame N, or a packet such as: tcp 10.0.0.1:1234 > 10.0.0.2:80 syn in eth0');
     const { frame, inIf } = describedPacket(packet.join(' '), node);
-    fate = node.receive(frame, new DataView(frame.buffer, frame.byteOffset, frame.byteLength), 0, frame.length, frame.length, LINKTYPE_ETHERNET, 0, inIf, 0, sink, trace);
+    fate = node.receive(frame, new DataView(frame.buffer, frame.byteOffset, frame.byteLength), 0, frame.length, frame.length, LINKTYPE_ETHERNET, 0, inIf, 0, 0, sink, trace);
   }
   let out = trace.toString() + '\n\n';
   if (fate === FATE_LEFT) out += `Result: sent\n${sink.out.map((s) => '  ' + s).join('\n')}\n`;

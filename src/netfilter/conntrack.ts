@@ -580,10 +580,12 @@ export class Conntrack implements ConntrackView {
         state = dir === 1 || (this.status[id]! & IPS_SEEN_REPLY) !== 0 ? CT_ESTABLISHED : CT_NEW;
       }
       let r: number;
-      if (proto === IPPROTO_TCP) r = this.tcpPacket(skb, id, dir, fresh, now);
-      else if (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) r = this.udpPacket(skb, id, now);
-      else if (proto === IPPROTO_ICMP) r = this.icmpPacket(id, now);
-      else if (proto === IPPROTO_GRE) r = this.grePacket(id, now);
+      // The trackers read the time from skb: a double passed to a call that is not inlined is
+      // boxed (a heap allocation per packet).
+      if (proto === IPPROTO_TCP) r = this.tcpPacket(skb, id, dir, fresh);
+      else if (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) r = this.udpPacket(skb, id);
+      else if (proto === IPPROTO_ICMP) r = this.icmpPacket(skb, id);
+      else if (proto === IPPROTO_GRE) r = this.grePacket(skb, id);
       else {
         this.expires[id] = now + this.timeouts.generic;
         r = PKT_ACCEPT;
@@ -711,7 +713,8 @@ export class Conntrack implements ConntrackView {
   // ---- protocol trackers --------------------------------------------------------------------------
 
   /** nf_conntrack_udp_packet (also UDP-Lite, without its checksum). */
-  private udpPacket(skb: Skb, id: number, now: number): number {
+  private udpPacket(skb: Skb, id: number): number {
+    const now = skb.nowSec;
     const v = skb.v;
     // A first fragment (MF) holds part of the datagram: length and checksum describe the whole
     // (the kernel reassembles before conntrack; dpemu's caller should too).
@@ -742,7 +745,8 @@ export class Conntrack implements ConntrackView {
   }
 
   /** nf_conntrack_icmp_packet: only request types may create a connection. */
-  private icmpPacket(id: number, now: number): number {
+  private icmpPacket(skb: Skb, id: number): number {
+    const now = skb.nowSec;
     const t = this.origDport[id]! >>> 8;
     if (t !== 8 && t !== 13 && t !== 15 && t !== 17) return PKT_INVALID; // "can't create new conn"
     this.expires[id] = now + this.timeouts.icmp;
@@ -750,7 +754,8 @@ export class Conntrack implements ConntrackView {
   }
 
   /** nf_conntrack_gre_packet (no PPTP keys: the tuple carries none, as for plain GRE). */
-  private grePacket(id: number, now: number): number {
+  private grePacket(skb: Skb, id: number): number {
+    const now = skb.nowSec;
     const st = this.status[id]!;
     if (st & IPS_SEEN_REPLY) {
       this.expires[id] = now + this.timeouts.greStream;
@@ -762,7 +767,8 @@ export class Conntrack implements ConntrackView {
   }
 
   /** nf_conntrack_tcp_packet (with tcp_error, tcp_new and tcp_in_window). */
-  private tcpPacket(skb: Skb, id: number, dir: number, fresh: boolean, now: number): number {
+  private tcpPacket(skb: Skb, id: number, dir: number, fresh: boolean): number {
+    const now = skb.nowSec;
     const v = skb.v;
     const buf = skb.buf;
     const l4 = v.l4Off;

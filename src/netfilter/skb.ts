@@ -144,8 +144,12 @@ export class Skb {
    */
   impure = false;
 
-  /** Re-point at a new packet; resets all metadata. The caller parses `v` over buf. */
-  reset(buf: Uint8Array, dv: DataView, inIf: number, nowSec: number): void {
+  /**
+   * Re-point at a new packet; resets all metadata but the time (nowSec, which the caller sets
+   * when it changes: a double argument would be boxed on every call). The caller parses `v`
+   * over buf.
+   */
+  reset(buf: Uint8Array, dv: DataView, inIf: number): void {
     this.buf = buf;
     this.dv = dv;
     this.inIf = inIf;
@@ -157,7 +161,6 @@ export class Skb {
     this.ctState = 0;
     this.ctDir = 0;
     this.notrack = false;
-    this.nowSec = nowSec;
     this.rejectWith = REJECT_ICMP_PORT_UNREACHABLE;
     this.natRangeSet = false;
     this.verdictRef = '';

@@ -313,7 +313,8 @@ export class LinuxNode implements NetfilterEnv {
     linktype: number,
     fcsLen: number,
     inIf: number,
-    nowSec: number,
+    tsSec: number,
+    tsNsec: number,
     sink: FrameSink,
     trace: Trace | null = null,
   ): number {
@@ -352,7 +353,10 @@ export class LinuxNode implements NetfilterEnv {
     L.dv = dv;
     L.lo = start;
     const skb = L.skb;
-    skb.reset(buf, dv, inIf, nowSec);
+    // Capture time in seconds; the two integers come in (a double argument would be boxed).
+    const nowSec = tsSec + tsNsec * 1e-9;
+    skb.reset(buf, dv, inIf);
+    skb.nowSec = nowSec;
     skb.trace = trace;
     const v = skb.v;
     const st = v.parse(buf, dv, start, len, linktype, 0, origlen - fcsLen);
@@ -430,7 +434,7 @@ export class LinuxNode implements NetfilterEnv {
     this.absorbed = this.defrag.absorbed;
     const trace = skb.trace;
     const inIf = skb.inIf;
-    skb.reset(L.buf, L.dv, inIf, now);
+    skb.reset(L.buf, L.dv, inIf);
     skb.trace = trace;
     v.parse(L.buf, L.dv, off, n, LINKTYPE_IPV4, 0, n);
     if (trace) trace.add('defrag', `reassembled ${n} bytes from ${this.absorbed + 1} fragments (largest ${L.fragMax}): ${this.describe(skb)}`);
@@ -681,8 +685,7 @@ export class LinuxNode implements NetfilterEnv {
     this.recNode = -1;
     const skb = L.skb;
     const trace = skb.trace;
-    const now = skb.nowSec;
-    skb.reset(L.buf, L.dv, inIf, now);
+    skb.reset(L.buf, L.dv, inIf);
     skb.trace = trace;
     const st = skb.v.parse(L.buf, L.dv, off, len, linktype, 0, len);
     if (st !== PARSE_OK) return this.drop(L, `decapsulated packet on ${this.ifaces[inIf]!.name}: ${st === PARSE_NON_IPV4 ? 'not IPv4' : parseReasonText(skb.v.malformedReason)}`);
@@ -814,7 +817,8 @@ export class LinuxNode implements NetfilterEnv {
       while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
       F.dv.setUint16(off + 10, ~s & 0xffff);
       const fs = F.skb;
-      fs.reset(F.buf, F.dv, skb.inIf, skb.nowSec);
+      fs.reset(F.buf, F.dv, skb.inIf);
+      fs.nowSec = skb.nowSec;
       fs.trace = skb.trace;
       fs.outIf = skb.outIf;
       fs.nextHop = skb.nextHop;
@@ -903,8 +907,7 @@ export class LinuxNode implements NetfilterEnv {
   private encapOut(L: Level, outerOff: number, outerLen: number, depth: number): void {
     const skb = L.skb;
     const trace = skb.trace;
-    const now = skb.nowSec;
-    skb.reset(L.buf, L.dv, -1, now);
+    skb.reset(L.buf, L.dv, -1);
     skb.trace = trace;
     skb.v.parse(L.buf, L.dv, outerOff, outerLen, LINKTYPE_IPV4, 0, outerLen);
     this.localOut(L, depth + 1);
@@ -1076,7 +1079,8 @@ export class LinuxNode implements NetfilterEnv {
     this.recNode = -1;
     const skb = L.skb;
     const gs = G.skb;
-    gs.reset(G.buf, G.dv, -1, skb.nowSec);
+    gs.reset(G.buf, G.dv, -1);
+    gs.nowSec = skb.nowSec;
     gs.trace = skb.trace;
     gs.v.parse(G.buf, G.dv, HEADROOM, len, LINKTYPE_IPV4, 0, len);
     if (attach) this.ct.attach(gs, skb);
