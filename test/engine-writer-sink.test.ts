@@ -34,16 +34,17 @@ interface Sent {
  * place (whole, shortened), from its own buffer, with comments, twice, or not at all; returns
  * the file written through WriterSink and the one written by writeRecord at each send.
  */
-function run(format: 'pcap' | 'pcapng', seed: number, capacity: number): { viaSink: Buffer; direct: Buffer; written: number } {
+function run(format: 'pcap' | 'pcapng', seed: number, capacity: number, verbatim: { ns: boolean } | null = null): { viaSink: Buffer; direct: Buffer; written: number } {
   const rng = new Prng(seed);
   const interfaces = format === 'pcap' ? [{ name: 'eth0', linktype: 1 }] : [{ name: 'eth0', linktype: 1 }, { name: 'eth1', linktype: 1 }];
   const outId = format === 'pcap' ? new Int32Array([0, 0]) : new Int32Array([1, 0]);
   const pSink = join(dir, `${++seq}-sink.${format}`);
   const pDirect = join(dir, `${seq}-direct.${format}`);
-  const ws = CaptureWriter.open(pSink, { format, interfaces, bufferSize: 4096 });
-  const wd = CaptureWriter.open(pDirect, { format, interfaces, bufferSize: 4096 });
+  const nanosecond = verbatim?.ns ?? false;
+  const ws = CaptureWriter.open(pSink, { format, interfaces, bufferSize: 4096, nanosecond });
+  const wd = CaptureWriter.open(pDirect, { format, interfaces, bufferSize: 4096, nanosecond });
   const acct = new Accounting();
-  const sink = new WriterSink(ws, outId, acct, capacity);
+  const sink = new WriterSink(ws, outId, acct, capacity, verbatim);
   // One input buffer for every batch (as the reader reuses its buffer), and a node level buffer.
   const input = new Uint8Array(64 * 1024);
   const level = new Uint8Array(2048);
@@ -53,9 +54,21 @@ function run(format: 'pcap' | 'pcapng', seed: number, capacity: number): { viaSi
     batch.count = 0;
     let p = 0;
     const n = rng.nextInt(1, 60);
+    const dv = new DataView(input.buffer);
+    const tsNsecOf: number[] = [];
     for (let i = 0; i < n; i++) {
       const len = rng.nextInt(0, 8) === 0 ? rng.nextInt(0, 5) : rng.nextInt(14, 300);
+      tsNsecOf.push(i * 1000 + (verbatim && !verbatim.ns ? 0 : rng.nextInt(0, 999)));
       for (let k = 0; k < 16; k++) input[p + k] = 0xee;
+      // Verbatim runs: mostly the header the writer would write (a pcap input of the same
+      // kind), sometimes one that differs in a single field, else junk (another format).
+      const h = verbatim ? rng.nextInt(0, 9) : 9;
+      if (h < 9) {
+        dv.setUint32(p, 1_700_000_000 + b + (h === 6 ? 1 : 0), true);
+        dv.setUint32(p + 4, verbatim!.ns ? tsNsecOf[i]! : tsNsecOf[i]! / 1000 + (h === 7 ? 1 : 0), true);
+        dv.setUint32(p + 8, len, true);
+        dv.setUint32(p + 12, len + (h === 8 ? 1 : 0), true);
+      }
       for (let k = 0; k < len; k++) input[p + 16 + k] = rng.nextU32() & 0xff;
       batch.offset[i] = p + 16;
       batch.caplen[i] = len;
@@ -65,7 +78,7 @@ function run(format: 'pcap' | 'pcapng', seed: number, capacity: number): { viaSi
     sink.begin(batch);
     for (let i = 0; i < n; i++) {
       sink.tsSec = 1_700_000_000 + b;
-      sink.tsNsec = i * 1000 + rng.nextInt(0, 999);
+      sink.tsNsec = tsNsecOf[i]!;
       const off = batch.offset[i]!;
       const len = batch.caplen[i]!;
       const sent: Sent[] = [];
@@ -111,6 +124,20 @@ describe('WriterSink', () => {
         [4, 64],
       ] as const) {
         const r = run(format, seed, capacity);
+        expect(r.written).toBeGreaterThan(50);
+        expect(r.viaSink.equals(r.direct), `seed ${seed}, capacity ${capacity}`).toBe(true);
+      }
+    });
+  }
+  for (const ns of [false, true]) {
+    it(`pcap ${ns ? 'ns' : 'µs'}, verbatim runs (input headers equal to the output's): the same bytes`, () => {
+      for (const [seed, capacity] of [
+        [5, 4096],
+        [6, 7],
+        [7, 1],
+        [8, 64],
+      ] as const) {
+        const r = run('pcap', seed, capacity, { ns });
         expect(r.written).toBeGreaterThan(50);
         expect(r.viaSink.equals(r.direct), `seed ${seed}, capacity ${capacity}`).toBe(true);
       }

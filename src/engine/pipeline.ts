@@ -440,6 +440,14 @@ class Yielder {
  * never one it has sent (engine-determinism compares this with the pooled path, which copies
  * every frame when it is sent).
  *
+ * Verbatim runs (pcap output, `verbatimPcap`): when the 16 bytes in front of a frame sent in
+ * place already are the record header the writer would write for it (timestamp, and captured
+ * and original length equal to the frame's: pcap input of the same byte order and timestamp
+ * unit, the frame forwarded at its own length), the record is those bytes as they are; a run
+ * of such records lying back to back is one range of the input buffer, which flush() appends
+ * with one copy and no header rewrite. The check compares the header bytes with the writer's,
+ * so whatever the input (other variants, pcapng), the bytes written are writeRecord's.
+ *
  * Frames from elsewhere (the node's level buffers: tunnels, reassembly, ICMP errors) and frames
  * with comments (the node reuses its notes array) are written at once, after the pending ones,
  * so the output keeps the node's order. Exported for tests.
@@ -448,23 +456,31 @@ export class WriterSink implements FrameSinkAt {
   tsSec = 0;
   tsNsec = 0;
   src = 0;
-  /** The input batch's buffer, whose frames may wait in `pending` (null: write everything at once). */
+  /** The input batch's buffer, whose frames may wait in `pending` or the run (null: write everything at once). */
   private inBuf: Uint8Array | null = null;
+  private inDv: DataView | null = null;
   private readonly pending: RecordBatch;
+  /** The verbatim run: input buffer range [runStart, runEnd) holding runCount records. */
+  private runStart = 0;
+  private runEnd = -1;
+  private runCount = 0;
 
   constructor(
     private readonly w: CaptureWriter,
     private readonly outId: Int32Array,
     private readonly acct: Accounting,
     capacity = DEFAULT_BATCH,
+    /** pcap output: null (pcapng), else whether its timestamps are in nanoseconds. */
+    private readonly verbatimPcap: { ns: boolean } | null = null,
   ) {
     this.pending = new RecordBatch(capacity);
   }
 
   /** The input batch the node walks next: frames sent from its buffer may wait until flush(). */
   begin(batch: RecordBatch): void {
-    if (this.pending.count !== 0) this.flush();
+    this.flush();
     this.inBuf = batch.buf;
+    this.inDv = batch.dv;
     this.pending.setBuffer(batch.buf);
   }
 
@@ -474,6 +490,25 @@ export class WriterSink implements FrameSinkAt {
     this.acct.bytesOut += len;
     const p = this.pending;
     if (buf === this.inBuf && (comments === null || comments.length === 0)) {
+      const vp = this.verbatimPcap;
+      const h = off - 16;
+      if (vp !== null && h >= 0) {
+        const dv = this.inDv!;
+        // The header writeRecord would write: ts seconds, µs or ns, caplen, origlen (LE).
+        if (dv.getUint32(h + 8, true) === len && dv.getUint32(h + 12, true) === len && dv.getUint32(h, true) === this.tsSec && dv.getUint32(h + 4, true) === (vp.ns ? this.tsNsec : this.tsNsec / 1000)) {
+          if (h === this.runEnd) {
+            this.runEnd = off + len;
+            this.runCount++;
+            return;
+          }
+          this.flush();
+          this.runStart = h;
+          this.runEnd = off + len;
+          this.runCount = 1;
+          return;
+        }
+      }
+      if (this.runCount !== 0) this.flushRun();
       let k = p.count;
       if (k === p.capacity) {
         this.flush();
@@ -489,16 +524,24 @@ export class WriterSink implements FrameSinkAt {
       p.count = k + 1;
       return;
     }
-    if (p.count !== 0) this.flush();
+    this.flush();
     this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, comments !== null && comments.length !== 0 ? (comments as string[]) : undefined, 2);
   }
 
   /** Write the frames that wait (before the input buffer is reused, and at the end). */
   flush(): void {
+    // At most one of the run and the pending batch holds records (frame() flushes the other).
+    if (this.runCount !== 0) this.flushRun();
     const p = this.pending;
     if (p.count === 0) return;
     this.w.writeBatch(p);
     p.count = 0;
+  }
+
+  private flushRun(): void {
+    this.w.appendEncoded(this.inBuf!, this.runStart, this.runEnd - this.runStart, this.runCount);
+    this.runCount = 0;
+    this.runEnd = -1;
   }
 }
 
@@ -516,7 +559,7 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
     throw new StageError(failureOf(e, 'sequencer', -1, -1));
   }
   const batch = new RecordBatch(m.opts.batchSize ?? DEFAULT_BATCH);
-  const sink = new WriterSink(m.writer!, outId, stage.acct, batch.capacity);
+  const sink = new WriterSink(m.writer!, outId, stage.acct, batch.capacity, m.opts.format === 'pcap' ? { ns: !!m.opts.nanosecond } : null);
   const yielder = new Yielder(m, t0);
   // A regular file: the next chunk is read in the thread pool while the batches of one run.
   m.reader.enableReadAhead();

@@ -636,6 +636,24 @@ export class CaptureWriter {
     this.records += count;
   }
 
+  /**
+   * writeEncoded for runs that should go through the buffer (and so to flushAsync's writes from
+   * the thread pool): copied unless the run is larger than the whole buffer.
+   */
+  appendEncoded(bytes: Uint8Array, off: number, len: number, count: number): void {
+    this.checkOpen();
+    if (off < 0 || len < 0 || off + len > bytes.length) this.badRange(bytes, off, len);
+    if (len > this.limit - this.pos) this.flushBuffer();
+    if (len > this.limit) {
+      this.writeFully(bytes, off, len);
+      this.flushed += len;
+    } else {
+      this.out.set(bytes.subarray(off, off + len), this.pos);
+      this.pos += len;
+    }
+    this.records += count;
+  }
+
   /** Flush what is buffered (the file stays open). */
   flush(): void {
     this.checkOpen();
