@@ -121,7 +121,7 @@ export class SequencerStage {
     sink.tsSec = tsSec;
     sink.tsNsec = tsNsec;
     sink.src = frameNo;
-    const fate = node.receive(data, dv, off, caplen, origlen, linktype, link >>> 16, inIf, tsSec, tsNsec, sink);
+    const fate = node.receive(data, dv, off, caplen, origlen, linktype, link >>> 16, inIf, tsSec, tsNsec, sink, null);
     // A completed datagram also decides the fate of the fragments held before it.
     const frames = 1 + node.absorbed;
     if (fate === FATE_LEFT) acct.left += frames;
