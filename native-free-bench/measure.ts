@@ -150,7 +150,8 @@ export async function runMicroIsolated(cases: IsolatedCase[], o: MicroOptions): 
   // their code's warm-up with the cases before them. Measured here: after 300 ms, rounds of
   // the same case still differ by up to 2x (220-430 ns/frame); after 1.5 s they agree within
   // the machine's noise.
-  const warmMs = 1500;
+  // (Shorter when the rounds themselves are made tiny, as the suite's own test does.)
+  const warmMs = Math.min(1500, Math.max(200, o.maxTime * 50_000));
   // Each worker's replies in order (its first, the description, may come before anyone asks).
   const inbox = cases.map(() => ({ queue: [] as WorkerReply[], waiting: null as ((r: WorkerReply) => void) | null }));
   const workers: InstanceType<typeof Worker>[] = [];

@@ -60,7 +60,7 @@ function rowOf(r: Result): Row {
     name: r.name,
     ns: ok ? fmtNs(r.ns!.median) : '–',
     spread: ok ? `${fmtNs(r.ns!.min)}–${fmtNs(r.ns!.max)}` : '',
-    rate: ok ? fmtRate(r.fps!.median) : '–',
+    rate: ok && r.fps !== undefined ? fmtRate(r.fps.median) : '–',
     mbps: ok && r.mbps !== undefined ? r.mbps.toFixed(0) : '',
     runs: runsOf(r),
     notes: notesOf(r),
@@ -219,7 +219,7 @@ export function charts(info: RunInfo): { file: string; chart: Chart }[] {
           yLabel: 'Mframes/s (replay function)',
           series: names.map((n) => ({
             name: n.slice('workers:'.length),
-            points: rows.filter((r) => r.series === n).map((r) => (r.status === 'ok' ? { x: r.workers!, y: mfps(r), min: r.fps!.min / 1e6, max: r.fps!.max / 1e6 } : { x: r.workers!, pending: r.status })),
+            points: rows.filter((r) => r.series === n).map((r) => (r.status === 'ok' && r.fps !== undefined ? { x: r.workers!, y: mfps(r), min: r.fps!.min / 1e6, max: r.fps!.max / 1e6 } : { x: r.workers!, pending: r.status })),
           })),
           xTickLabel: (x) => String(x),
         }),

@@ -219,7 +219,7 @@ if (only.has('node')) {
     const diffs = ra.values.map((v, k) => v - (rb.values![k] ?? NaN)).filter((v) => Number.isFinite(v));
     const ns = spread(diffs);
     const d = ns.median;
-    results.push({ id, section: 'stage', name, method: 'benchmark.js', status: 'ok', frames: ra.frames, bytes: 0, ns, values: diffs, fps: d > 0 ? { median: 1e9 / d, min: 1e9 / ns.max, max: ns.min > 0 ? 1e9 / ns.min : NaN, q1: NaN, q3: NaN, n: ns.n } : undefined, note: `per-round difference ${a} − ${b}` });
+    results.push({ id, section: 'stage', name, method: 'benchmark.js', status: 'ok', frames: ra.frames, bytes: 0, ns, values: diffs, fps: d > 0 ? { median: 1e9 / d, min: 1e9 / ns.max, max: ns.min > 0 ? 1e9 / ns.min : NaN, q1: NaN, q3: NaN, n: ns.n } : undefined, note: `per-round difference ${a} − ${b}${d > 0 ? '' : ' (not positive: the noise of the two cases exceeds the difference)'}` });
   }
 }
 

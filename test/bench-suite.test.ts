@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ROOT } from './support/cli.js';
 import { xmlProblem } from '../native-free-bench/xml-check.js';
 import { barChart, document, lineChart } from '../native-free-bench/svg.js';
+import { charts, markdown, table } from '../native-free-bench/report.js';
 import type { RunInfo } from '../native-free-bench/model.js';
 
 let dir: string;
@@ -50,6 +51,13 @@ describe('benchmark suite (tiny mode)', () => {
     expect(run.stdout).toMatch(/\ncase +ns\/frame +min–max +Mframes\/s/);
     expect(run.stdout).toMatch(/\nTargets\n/);
     expect(run.stdout).not.toMatch(/FAILED/);
+  });
+
+  it('reports a measured row without a rate (a derived difference that came out negative)', () => {
+    const neg = { ...info, results: [...info.results, { id: 'neg', section: 'stage' as const, name: 'derived, negative', method: 'benchmark.js' as const, status: 'ok' as const, frames: 1, bytes: 0, ns: { median: -5, min: -9, max: 2, q1: NaN, q3: NaN, n: 3 } }] };
+    expect(table(neg)).toMatch(/derived, negative\s+-5/);
+    expect(markdown(neg, [])).toMatch(/derived, negative/);
+    expect(() => charts(neg)).not.toThrow();
   });
 
   it('writes JSON with the machine and every section', () => {
