@@ -301,8 +301,9 @@ export class LinuxNode implements NetfilterEnv {
   }
 
   /**
-   * One input frame arrives on interface `inIf`. Frames the node sends go to `sink`; the fate of
-   * the input (this.fate / fateReason) says what became of it.
+   * One input frame arrives on interface `inIf` at capture time tsSec + tsNsec·10⁻⁹ (two
+   * integers: a double argument would be boxed on every call). Frames the node sends go to
+   * `sink`; the fate of the input (this.fate / fateReason) says what became of it.
    */
   receive(
     frame: Uint8Array,
@@ -527,7 +528,8 @@ export class LinuxNode implements NetfilterEnv {
     const v = L.skb.v;
     const ttl = v.ttl;
     const tcp = v.ipProto === 6;
-    // (Conntrack tracked the packet, so its TCP/UDP header is whole: the second test never fails.)
+    // (Conntrack tracked the packet, so its TCP/UDP header is whole and the last test never
+    // fails; it keeps the writes below inside the captured bytes all the same.)
     if (ttl <= 1 || v.ipTotalLen > memo.mtu(o) || v.l4Captured < (tcp ? 18 : 8)) return false;
     const dv = L.dv;
     const ipOff = v.ipOff;
