@@ -19,7 +19,7 @@
  */
 import { ipv4ToString, macToString } from '../../packet/addr.js';
 import { csumApplyDelta, icmpChecksum, ipv4HeaderChecksumOk, udpCsumApplyDelta } from '../../packet/checksum.js';
-import { decrementTtl, setDstIp, setDstPort, setSrcIp, setSrcPort } from '../../packet/rewrite.js';
+import { decrementTtl } from '../../packet/rewrite.js';
 import {
   LINKTYPE_ETHERNET,
   LINKTYPE_IPV4,
