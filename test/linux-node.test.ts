@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseNodeConfig } from '../src/elements/linux/config.js';
 import { FATE_DELIVERED, FATE_DROPPED, FATE_HELD, FATE_LEFT, LinuxNode } from '../src/elements/linux/node.js';
-import { buildFrame, buildIpPacket, ethernetFrame } from '../src/packet/build.js';
+import { buildFrame, buildIpPacket } from '../src/packet/build.js';
 import { PacketView, LINKTYPE_ETHERNET, PARSE_OK } from '../src/packet/view.js';
 import { ipv4HeaderChecksumOk, l4ChecksumOk } from '../src/packet/checksum.js';
 import { Trace } from '../src/netfilter/trace.js';

@@ -354,7 +354,7 @@ describe('engine, one thread, with read-ahead', () => {
       const w = CaptureWriter.open(ng, { format: 'pcapng', interfaces: [{ name: 'eth0', linktype: 1 }] });
       const r = CaptureReader.open(input);
       const b = new RecordBatch(1024);
-      for (let n; (n = r.next(b)); ) w.writeBatch(b, new Uint32Array([0]));
+      while (r.next(b) > 0) w.writeBatch(b, new Uint32Array([0]));
       r.close();
       w.commit();
     }

@@ -864,9 +864,6 @@ describe('espSaSecrets', () => {
 // ---------------------------------------------------------------------------------------------
 // Atomic output and errors
 
-/** Files in dir whose name mentions base (the output or its temp file). */
-const traces = (dir: string, base: string): string[] => fs.readdirSync(dir).filter((n) => n.includes(base));
-
 describe('atomic output', () => {
   it('writes to a temp file in the same directory and renames it on commit', () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'atomic-'));

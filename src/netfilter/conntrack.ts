@@ -171,7 +171,6 @@ const IPPROTO_GRE = 47;
 const IPPROTO_SCTP = 132;
 const IPPROTO_UDPLITE = 136;
 
-const TH_FIN = 0x01;
 const TH_SYN = 0x02;
 const TH_RST = 0x04;
 const TH_ACK = 0x10;

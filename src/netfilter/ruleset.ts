@@ -42,7 +42,6 @@ import {
   CT_INVALID,
   CT_SNAT,
   CT_UNTRACKED,
-  HOOK_NAMES,
   HOOK_OUTPUT,
   HOOK_PREROUTING,
   IPS_DST_NAT,
@@ -61,7 +60,6 @@ import {
 } from './skb.js';
 import { RPF_ACCEPT_LOCAL, RPF_LOOSE, RPF_VALID_MARK, type ConntrackView, type NetfilterEnv } from './env.js';
 import type { Prng } from '../util/prng.js';
-import type { PacketView } from '../packet/view.js';
 import { ipv4ToString } from '../packet/addr.js';
 
 export { RulesetError } from './errors.js';
