@@ -1,5 +1,5 @@
 /**
- * Faults and stops: a worker that throws or dies fails the run with a message naming the stage
+ * Faults and stops: a worker that throws, dies or hangs (the stall watch) fails the run with a message naming the stage
  * and the frame, tears the pool down and leaves no output and no temporary file; SIGINT stops
  * reading, finishes the frames in flight and leaves a valid output of everything read (exit
  * 130, the summary says so); damaged input keeps the frames before the damage (exit 3); an
@@ -50,6 +50,10 @@ describe('engine faults', () => {
     { what: 'an encoder thread dies', fault: 'encoder:exit:30001', workers: 3, args: ['--node'], stage: /encoder [12] failed at frame 30001: the thread died/, died: true },
     { what: 'an identity encoder throws', fault: 'encoder:throw:40001', workers: 2, args: [], stage: /encoder [12] failed at frame 40001 \(input byte offset \d+\): injected fault/ },
     { what: 'an identity encoder thread dies', fault: 'encoder:exit:40001', workers: 2, args: [], stage: /encoder [12] failed at frame 40001: the thread died/, died: true },
+    // A thread that lives on without progress (an endless loop): the stall watch ends the run.
+    { what: 'an encoder thread hangs', fault: 'encoder:hang:30001', workers: 3, args: ['--node'], stage: /encoder [12] failed at frame 30001: no progress for \d+\.\d s \(stuck\?\)/, env: { DPEMU_STALL_MS: '1500' } },
+    { what: 'an encoder thread hangs (sequencer thread)', fault: 'encoder:hang:30001', workers: 3, args: ['--node'], stage: /encoder [12] failed at frame 30001: no progress for/, env: { DPEMU_STALL_MS: '1500', DPEMU_SEQUENCER: 'worker' } },
+    { what: 'an identity encoder thread hangs', fault: 'encoder:hang:40001', workers: 2, args: [], stage: /encoder 1 failed at frame 40001: no progress for/, env: { DPEMU_STALL_MS: '1500' } },
   ];
   for (const c of cases) {
     it(`${c.what}: exit 1, the stage and the frame named, no output, no temporary file`, () => {

@@ -67,7 +67,7 @@ import {
   slotBytes,
   type SlotGeometry,
 } from './slots.js';
-import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, threadCpuMs, type Fault } from './stages.js';
+import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, StallError, StallWatch, threadCpuMs, type Fault } from './stages.js';
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
@@ -804,6 +804,14 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   let bi = 0;
   let bn = 0;
   let mainError: unknown = null;
+  const stall = new StallWatch();
+  // The stage the oldest unwritten output slot waits for: its encoder once the slot is ready
+  // (slot j goes to encoder j mod K), else the sequencer thread.
+  const waitedFor = (): { stage: string; frame: number } => {
+    const e = wseq % Math.max(1, K);
+    if (identity || (K > 0 && Atomics.load(c, ctl.outState(wseq % O)) === S_READY)) return { stage: `encoder ${e + 1}`, frame: ctl.f[ctl.encFrame(e)]! };
+    return { stage: 'sequencer', frame: ctl.f[CF_SEQ_FRAME]! };
+  };
   try {
     for (;;) {
       if (ctl.aborted) break;
@@ -818,6 +826,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         if (!identity) ctl.ring(C_SEQ_BELL);
         wseq++;
         progressed = true;
+        stall.progress();
       }
       const outEnd = Atomics.load(c, C_OUT_END);
       if (outEnd >= 0 && wseq >= outEnd) break;
@@ -881,6 +890,8 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
       }
       // The bell's value before this round's checks: a ring since then returns at once.
       await sleepOnMainBell(m, c, bell);
+      // Main sleeps only when every slot it could fill or write waits for a stage.
+      stall.check(true, waitedFor);
       await yielder.maybe();
     }
   } catch (e) {
@@ -889,9 +900,9 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   } finally {
     signal?.removeEventListener('abort', onSignal);
   }
-  // Every task ends now: normally, or through the abort flag.
-  await all;
-  await pool.destroy();
+  // Every task ends now: normally, or through the abort flag; a stuck one only when its thread
+  // is terminated.
+  await endTasks(pool, all, mainError instanceof StallError);
   for (const p of consumerPorts) p.close();
   if (mainError !== null) throw mainError;
   const results = taskResults(tasks, settled, ctl);
@@ -981,6 +992,12 @@ async function runNodeMain(
 
   let wseq = 0; // next output slot to write
   let oseq = 0; // next output slot to publish
+  const stall = new StallWatch();
+  /** The encoder the oldest unwritten output slot waits for (slot j goes to encoder j mod K). */
+  const waitedFor = (): { stage: string; frame: number } => {
+    const e = wseq % K;
+    return { stage: `encoder ${e + 1}`, frame: ctl.f[ctl.encFrame(e)]! };
+  };
   /** Write the encoded output slots, in order; true if any. */
   const writeReady = (): boolean => {
     let any = false;
@@ -994,6 +1011,7 @@ async function runNodeMain(
       Atomics.store(c, ctl.outState(k), S_FREE);
       wseq++;
       any = true;
+      stall.progress();
     }
   };
   /** The next output slot, once written (synchronous: called from the node's walk). */
@@ -1009,6 +1027,7 @@ async function runNodeMain(
       Atomics.wait(c, C_MAIN_BELL, b, 1000);
       Atomics.store(c, C_MAIN_SLEEP, 0);
       m.waitNs += Number(process.hrtime.bigint() - t1);
+      stall.check(wseq < oseq, waitedFor);
     }
     const s = outSlots[oseq % O]!;
     s.reset();
@@ -1094,7 +1113,7 @@ async function runNodeMain(
           try {
             stage.process(slot, sink);
           } catch (e) {
-            if (e instanceof MainAborted) throw e;
+            if (e instanceof MainAborted || e instanceof StallError) throw e;
             throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
           }
           sink.inData = null;
@@ -1116,6 +1135,7 @@ async function runNodeMain(
         continue;
       }
       await sleepOnMainBell(m, c, bell);
+      stall.check(wseq < oseq, waitedFor);
       await yielder.maybe();
     }
   } catch (e) {
@@ -1126,8 +1146,7 @@ async function runNodeMain(
   }
   if (mainError === null && !ctl.aborted && Atomics.load(c, C_OUT_END) < 0) mainError = new Error('internal: the node pipeline stopped before the end of its input');
   if (mainError !== null) ctl.abort();
-  await all;
-  await pool.destroy();
+  await endTasks(pool, all, mainError instanceof StallError);
   for (const p of ports) p.close();
   if (mainError !== null) throw mainError;
   const results = taskResults(tasks, settled, ctl);
@@ -1137,6 +1156,20 @@ async function runNodeMain(
     encoders: K,
     stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage!.name}, writer)` }, ...results.map((r) => r.stats)],
   };
+}
+
+/**
+ * Wait for every task to end (they see the abort flag), then tear the pool down; a stuck task
+ * (a stall) ends only when its thread is terminated, so then the pool goes first.
+ */
+async function endTasks(pool: { destroy(): Promise<void> }, all: Promise<unknown>, stalled: boolean): Promise<void> {
+  if (stalled) {
+    await pool.destroy();
+    await all;
+    return;
+  }
+  await all;
+  await pool.destroy();
 }
 
 /**

@@ -82,11 +82,12 @@ export function describeFailure(f: StageFailure): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fault injection (tests): DPEMU_FAULT=<stage>:<throw|exit>:<frame number, 1-based>
+// Fault injection (tests): DPEMU_FAULT=<stage>:<throw|exit>:<frame number, 1-based>, or
+// encoder:hang:<frame> (an encoder thread that loops forever: the stall watch's case)
 
 export interface Fault {
   stage: 'sequencer' | 'encoder';
-  action: 'throw' | 'exit';
+  action: 'throw' | 'exit' | 'hang';
   /** 1-based frame number. */
   frame: number;
 }
@@ -94,7 +95,7 @@ export interface Fault {
 export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null {
   const v = env.DPEMU_FAULT;
   if (!v) return null;
-  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v);
+  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v) ?? /^(encoder):(hang):(\d+)$/.exec(v);
   if (!m) return null;
   return { stage: m[1] as Fault['stage'], action: m[2] as Fault['action'], frame: Number(m[3]) };
 }
@@ -102,8 +103,49 @@ export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null
 /** Make the fault happen: throw, or (in a worker thread) end the thread without a word. */
 export function injectFault(f: Fault, inWorker: boolean): never {
   if (f.action === 'exit' && inWorker) process.exit(70);
+  if (f.action === 'hang' && inWorker) for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
   throw new Error(`injected fault (DPEMU_FAULT=${f.stage}:${f.action}:${f.frame})`);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stall watch
+
+/**
+ * The main thread's guard against a stage that stops making progress without failing (a bug:
+ * an endless loop in a worker thread): when output work has waited for `limitMs` without any
+ * slot coming back, the run fails naming the stage and its frame, instead of hanging. A dead
+ * thread is caught at once (its exit sets the abort flag); this is for one that lives on.
+ * 60 s by default, far beyond any slot's work; DPEMU_STALL_MS sets it (tests).
+ */
+export class StallWatch {
+  private last = Date.now();
+  readonly limitMs: number;
+
+  constructor(env: NodeJS.ProcessEnv = process.env) {
+    const v = Number(env.DPEMU_STALL_MS);
+    this.limitMs = Number.isFinite(v) && v > 0 ? v : 60_000;
+  }
+
+  /** A slot came back (or nothing is waiting). */
+  progress(): void {
+    this.last = Date.now();
+  }
+
+  /** After a wait: throws a StageError for `who` when work has waited for the limit. */
+  check(pending: boolean, who: () => { stage: string; frame: number }): void {
+    if (!pending) {
+      this.last = Date.now();
+      return;
+    }
+    const idle = Date.now() - this.last;
+    if (idle < this.limitMs) return;
+    const w = who();
+    throw new StallError({ stage: w.stage, frame: w.frame, fileOffset: -1, name: 'Error', message: `no progress for ${(idle / 1000).toFixed(1)} s (stuck?)`, kind: 'internal' });
+  }
+}
+
+/** The StageError of a stall: the pool must be torn down before its tasks can settle. */
+export class StallError extends StageError {}
 
 // ---------------------------------------------------------------------------------------------
 // CPU time of the calling thread (Linux), for the per-stage figures
