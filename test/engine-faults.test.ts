@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { RecordBatch } from '../src/pcap/types.js';
 import { countRecords, dpemuRun, dpemuSpawn, genServiceCapture, ROOT, writeServiceNode } from './support/engine.js';
+import { genCapture } from '../src/engine/gen.js';
 
 let dir: string;
 let input: string;
@@ -68,6 +69,24 @@ describe('engine faults', () => {
       expect(leftovers()).toEqual([]);
     });
   }
+
+  it('no false stall: a run that writes nothing at all, with a short stall limit, both node layouts', () => {
+    // Every frame for a MAC no interface has (no ingress interface: counted as errors): the
+    // stages never hand back an output slot, yet the run moves; only a wait with nothing moving
+    // may count towards the limit.
+    const other = join(dir, 'other-mac.pcap');
+    genCapture(other, { frames: 200_000, seed: 5, minLen: 60, maxLen: 100, dstMac: '02:00:00:00:99:99' });
+    for (const env of [{}, { DPEMU_SEQUENCER: 'worker' }]) {
+      const out = join(dir, 'out-drops.pcap');
+      const r = dpemuRun(['replay', '--node', node, '--in', other, '--out', out, '--workers', '2', '--json'], { env: { DPEMU_STALL_MS: '150', ...env } });
+      expect(r.status, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout.toString('utf8')) as { in: number; droppedTotal: number; errorsTotal: number; written: number };
+      expect(j.in).toBe(200_000);
+      expect(j.droppedTotal + j.errorsTotal).toBe(200_000);
+      expect(j.written).toBe(0);
+      rmSync(out, { force: true });
+    }
+  });
 
   it('SIGINT stops reading, finishes the frames in flight, writes a valid output and says so (exit 130)', async () => {
     const big = join(dir, 'big.pcap');

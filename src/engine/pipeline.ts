@@ -885,6 +885,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         }
       }
       if (progressed) {
+        stall.progress();
         await yielder.maybe();
         continue;
       }
@@ -1131,6 +1132,7 @@ async function runNodeMain(
         }
       }
       if (progressed) {
+        stall.progress();
         await yielder.maybe();
         continue;
       }

@@ -112,8 +112,9 @@ export function injectFault(f: Fault, inWorker: boolean): never {
 
 /**
  * The main thread's guard against a stage that stops making progress without failing (a bug:
- * an endless loop in a worker thread): when output work has waited for `limitMs` without any
- * slot coming back, the run fails naming the stage and its frame, instead of hanging. A dead
+ * an endless loop in a worker thread): when the main thread has waited on the stages for
+ * `limitMs` without anything moving (no slot came back, none could be filled), the run fails
+ * naming the stage and its frame, instead of hanging. A dead
  * thread is caught at once (its exit sets the abort flag); this is for one that lives on.
  * 60 s by default, far beyond any slot's work; DPEMU_STALL_MS sets it (tests).
  */
@@ -126,7 +127,7 @@ export class StallWatch {
     this.limitMs = Number.isFinite(v) && v > 0 ? v : 60_000;
   }
 
-  /** A slot came back (or nothing is waiting). */
+  /** Something moved: a slot came back, or the main thread filled or walked one. */
   progress(): void {
     this.last = Date.now();
   }
