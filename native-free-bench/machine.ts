@@ -28,7 +28,7 @@ function osName(): string {
   return `${type()} ${release()}`;
 }
 
-function gitCommit(root: string): string {
+export function gitCommit(root: string): string {
   try {
     const head = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'native-free-bench'], {

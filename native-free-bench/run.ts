@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { conntrackCases } from './conntrack-scale.js';
 import { fileSize, ioCases, nodeFile, Procs, sameRewrite, tcprewriteInfo, warmPageCache } from './e2e.js';
 import { Workspace, type Capture } from './inputs.js';
-import { describeMachine } from './machine.js';
+import { describeMachine, gitCommit } from './machine.js';
 import { pendingRow, runMicro, runMicroIsolated, runWall, type IsolatedCase, type MicroOptions, type WallCase, type WallSample } from './measure.js';
 import { SCHEMA, type Result, type RunInfo, type Section, type Target } from './model.js';
 import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, REMOTE_VTEP_MAC, type NodeCaseSpec, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
@@ -36,6 +36,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ALL_SECTIONS: Section[] = ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare', 'memory'];
 /** The stateful reference of the issue: Open vSwitch + DPDK pcap driver, ct(commit,nat(dst=range)), one core. */
 const OVS_DPDK_FPS = 0.7e6;
+/** Start of the note a re-rendered run carries (--from-json). */
+const RERENDERED = 'Rendered again:';
 
 const list = (s: string): number[] =>
   s
@@ -67,6 +69,7 @@ const program = new Command()
   .option('--write-md', 'rewrite BENCHMARKS.md and bench/*.svg in the repository')
   .option('--tmp <dir>', 'cache of generated captures and scratch space', join(tmpdir(), 'dpemu-bench'))
   .option('--clear-cache', 'delete the cached captures first')
+  .option('--from-json <file>', 'measure nothing: render a run saved with --json again (table, --json, --svg, --write-md) with the current report code')
   .addHelpText(
     'after',
     `
@@ -74,7 +77,8 @@ Examples:
   npm run bench                                 quick run, table on stdout
   npm run bench -- --full --write-md            long run; rewrite BENCHMARKS.md and bench/*.svg
   npm run bench -- --json out.json --svg charts/
-  npm run bench -- --only rules,conntrack --conns 1000,1000000`,
+  npm run bench -- --only rules,conntrack --conns 1000,1000000
+  npm run bench -- --from-json out.json --write-md   BENCHMARKS.md again from a saved run`,
   );
 program.parse();
 const o = program.opts<{
@@ -94,14 +98,28 @@ const o = program.opts<{
   writeMd?: boolean;
   tmp: string;
   clearCache?: boolean;
+  fromJson?: string;
 }>();
 
-const full = o.full === true;
-const FRAMES = list(o.frames)[0]!;
-const roundsMicro = o.rounds ? list(o.rounds)[0]! : full ? 7 : 3;
-const roundsWall = o.rounds ? list(o.rounds)[0]! : full ? 5 : 3;
+/** --from-json: a saved run, whose results go through the same ratios, targets and report. */
+const saved = o.fromJson ? loadRun(o.fromJson) : null;
+function loadRun(path: string): RunInfo {
+  let info: RunInfo;
+  try {
+    info = JSON.parse(readFileSync(path, 'utf8')) as RunInfo;
+  } catch (e) {
+    return program.error(`--from-json: cannot read ${path}: ${(e as Error).message}`);
+  }
+  if (info.schema !== SCHEMA || !Array.isArray(info.results)) program.error(`--from-json: ${path} is not a saved run of this suite (schema ${SCHEMA})`);
+  return info;
+}
+
+const full = saved ? saved.mode === 'full' : o.full === true;
+const FRAMES = saved ? saved.frames : list(o.frames)[0]!;
+const roundsMicro = saved ? saved.rounds.micro : o.rounds ? list(o.rounds)[0]! : full ? 7 : 3;
+const roundsWall = saved ? saved.rounds.wall : o.rounds ? list(o.rounds)[0]! : full ? 5 : 3;
 const maxTime = o.maxTime ? Number(o.maxTime) : full ? 0.5 : 0.03;
-const only = new Set<Section>(o.only ? (o.only.split(',').map((s) => s.trim()) as Section[]) : ALL_SECTIONS);
+const only = new Set<Section>(saved ? [] : o.only ? (o.only.split(',').map((s) => s.trim()) as Section[]) : ALL_SECTIONS);
 for (const s of only) if (!ALL_SECTIONS.includes(s)) program.error(`--only: unknown section "${s}" (${ALL_SECTIONS.join(', ')})`);
 const memFrames = o.memFrames ? list(o.memFrames) : full ? [FRAMES, 3 * FRAMES, 10 * FRAMES] : [FRAMES, 3 * FRAMES];
 
@@ -110,11 +128,13 @@ const log = (s: string): void => {
   process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${s}\n`);
 };
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-const machine = describeMachine(REPO_ROOT, command);
-const tcprewrite = o.tcprewrite ? tcprewriteInfo() : { available: false, path: '', version: '' };
+const machine = saved ? saved.machine : describeMachine(REPO_ROOT, command);
+const tcprewrite = saved ? saved.tcprewrite : o.tcprewrite ? tcprewriteInfo() : { available: false, path: '', version: '' };
 const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full ? 5 : 3, minTime: full ? 0 : 0.01, log };
-const results: Result[] = [];
-const notes: string[] = [];
+// (A saved run's ratios are computed again below.)
+const results: Result[] = saved ? saved.results.map((r) => ({ ...r, ratio: undefined })) : [];
+const notes: string[] = saved ? [...saved.notes.filter((n) => !n.startsWith(RERENDERED))] : [];
+if (saved) notes.push(`${RERENDERED} \`${command}\` rendered this again from the saved results of that run, with the report code of commit ${gitCommit(REPO_ROOT)}.`);
 
 // The dpemu command reads ../../package.json relative to its main.js: give dist-bench one.
 {
@@ -134,7 +154,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-log(`dpemu bench, ${full ? 'full' : 'quick'} run: ${FRAMES.toLocaleString('en-US')}-frame captures, ${roundsMicro}/${roundsWall} rounds, sections ${[...only].join(',')}`);
+if (saved) log(`dpemu bench: the ${saved.mode} run of ${saved.machine.date} (${o.fromJson}), rendered again; nothing is measured`);
+else log(`dpemu bench, ${full ? 'full' : 'quick'} run: ${FRAMES.toLocaleString('en-US')}-frame captures, ${roundsMicro}/${roundsWall} rounds, sections ${[...only].join(',')}`);
 if (only.has('compare') && !tcprewrite.available) {
   log(o.tcprewrite ? 'tcprewrite is NOT installed (Debian package tcpreplay): the side-by-side comparison runs dpemu alone' : 'tcprewrite skipped (--no-tcprewrite)');
 }
@@ -488,11 +509,15 @@ const breakdown: { name: string; ns: number }[] = [];
   }
 }
 
-const durationSec = (performance.now() - t0) / 1000;
-if (!full && ALL_SECTIONS.every((s) => only.has(s))) {
-  targets.push({ name: 'quick run duration (suite only, without the TypeScript build)', goal: '< 120 s', value: `${durationSec.toFixed(0)} s`, met: durationSec < 120 });
+const durationSec = saved ? saved.durationSec : (performance.now() - t0) / 1000;
+const QUICK_DURATION = 'quick run duration (suite only, without the TypeScript build)';
+if (saved) {
+  const d = saved.targets.find((t) => t.name === QUICK_DURATION);
+  if (d) targets.push(d);
+} else if (!full && ALL_SECTIONS.every((s) => only.has(s))) {
+  targets.push({ name: QUICK_DURATION, goal: '< 120 s', value: `${durationSec.toFixed(0)} s`, met: durationSec < 120 });
 }
-machine.loadAvgEnd = loadavg().map((x) => Math.round(x * 100) / 100);
+if (!saved) machine.loadAvgEnd = loadavg().map((x) => Math.round(x * 100) / 100);
 
 const info: RunInfo = {
   schema: SCHEMA,
@@ -545,5 +570,5 @@ if (o.writeMd) {
   writeFileSync(join(REPO_ROOT, 'BENCHMARKS.md'), markdown(info, drawn.map((d) => d.file)));
   log(`wrote BENCHMARKS.md and ${drawn.length} charts into bench/`);
 }
-log(`done in ${durationSec.toFixed(0)} s`);
+log(saved ? `done (the saved run took ${durationSec.toFixed(0)} s)` : `done in ${durationSec.toFixed(0)} s`);
 if (results.some((r) => r.status === 'failed')) process.exitCode = 1;

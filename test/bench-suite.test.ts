@@ -53,6 +53,28 @@ describe('benchmark suite (tiny mode)', () => {
     expect(run.stdout).not.toMatch(/FAILED/);
   });
 
+  it('--from-json renders a saved run again without measuring: same table, a note that says so', () => {
+    const again = join(dir, 'again.json');
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'), '--from-json', join(dir, 'out.json'), '--json', again, '--svg', join(dir, 'charts2')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/rendered again; nothing is measured/);
+    const j = JSON.parse(readFileSync(again, 'utf8')) as RunInfo;
+    expect(j.machine).toEqual(info.machine);
+    expect(j.results.map((x) => [x.id, x.ns?.median])).toEqual(info.results.map((x) => [x.id, x.ns?.median]));
+    expect(j.targets).toEqual(info.targets);
+    expect(j.notes.at(-1)).toMatch(/^Rendered again: /);
+    // The table is the original's but for that note.
+    expect(r.stdout.replace(/\nRendered again: .*\n/, '\n')).toBe(run.stdout);
+    expect(readdirSync(join(dir, 'charts2')).sort()).toEqual(readdirSync(join(dir, 'charts')).sort());
+    const bad = spawnSync(process.execPath, [join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'), '--from-json', join(dir, 'nothing.json')], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--from-json: cannot read/);
+  });
+
   it('reports a measured row without a rate (a derived difference that came out negative)', () => {
     const neg = { ...info, results: [...info.results, { id: 'neg', section: 'stage' as const, name: 'derived, negative', method: 'benchmark.js' as const, status: 'ok' as const, frames: 1, bytes: 0, ns: { median: -5, min: -9, max: 2, q1: NaN, q3: NaN, n: 3 } }] };
     expect(table(neg)).toMatch(/derived, negative\s+-5/);
