@@ -61,6 +61,7 @@ export class SequencerStage {
     const ci = this.frameCellIndex;
     this.acct.in += n;
     this.acct.bytesIn += slot.hf[HF_BYTES]!;
+    if (this.fault !== null && this.fault.action === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, this.fault.frame);
     for (let i = 0; i < n; i++) {
       const frameNo = first + i;
       if (cell !== null) cell[ci] = frameNo;
@@ -109,7 +110,7 @@ export class SequencerStage {
     const acct = this.acct;
     this.frame = frameNo;
     this.fileOffset = pos;
-    if (this.fault !== null && this.fault.stage === 'sequencer' && frameNo === this.fault.frame - 1) injectFault(this.fault, this.inWorker);
+    if (this.fault !== null && this.fault.stage === 'sequencer' && this.fault.action !== 'slow' && frameNo === this.fault.frame - 1) injectFault(this.fault, this.inWorker);
     const linktype = link & 0xffff;
     let inIf = this.ingress.fromSidecar(frameNo);
     if (inIf < 0) inIf = aux;

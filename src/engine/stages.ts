@@ -83,19 +83,20 @@ export function describeFailure(f: StageFailure): string {
 
 // ---------------------------------------------------------------------------------------------
 // Fault injection (tests): DPEMU_FAULT=<stage>:<throw|exit>:<frame number, 1-based>, or
-// encoder:hang:<frame> (an encoder thread that loops forever: the stall watch's case)
+// encoder:hang:<frame> (an encoder thread that loops forever: the stall watch's case), or
+// sequencer:slow:<ms> (the sequencer sleeps that long per slot: slow but never stuck)
 
 export interface Fault {
   stage: 'sequencer' | 'encoder';
-  action: 'throw' | 'exit' | 'hang';
-  /** 1-based frame number. */
+  action: 'throw' | 'exit' | 'hang' | 'slow';
+  /** 1-based frame number (slow: milliseconds per slot). */
   frame: number;
 }
 
 export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null {
   const v = env.DPEMU_FAULT;
   if (!v) return null;
-  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v) ?? /^(encoder):(hang):(\d+)$/.exec(v);
+  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v) ?? /^(encoder):(hang):(\d+)$/.exec(v) ?? /^(sequencer):(slow):(\d+)$/.exec(v);
   if (!m) return null;
   return { stage: m[1] as Fault['stage'], action: m[2] as Fault['action'], frame: Number(m[3]) };
 }
