@@ -623,17 +623,7 @@ export class CaptureWriter {
    * SharedArrayBuffer view is fine); small ones through the buffer.
    */
   writeEncoded(bytes: Uint8Array, off: number, len: number, count: number): void {
-    this.checkOpen();
-    if (off < 0 || len < 0 || off + len > bytes.length) this.badRange(bytes, off, len);
-    if (len >= 65536 || len > this.limit - this.pos) {
-      this.flushBuffer();
-      this.writeFully(bytes, off, len);
-      this.flushed += len;
-    } else {
-      this.out.set(bytes.subarray(off, off + len), this.pos);
-      this.pos += len;
-    }
-    this.records += count;
+    this.putEncoded(bytes, off, len, count, 65536);
   }
 
   /**
@@ -641,10 +631,16 @@ export class CaptureWriter {
    * the thread pool): copied unless the run is larger than the whole buffer.
    */
   appendEncoded(bytes: Uint8Array, off: number, len: number, count: number): void {
+    this.putEncoded(bytes, off, len, count, this.limit + 1);
+  }
+
+  /** Encoded records: from `direct` bytes on straight to the file, else through the buffer. */
+  private putEncoded(bytes: Uint8Array, off: number, len: number, count: number, direct: number): void {
     this.checkOpen();
     if (off < 0 || len < 0 || off + len > bytes.length) this.badRange(bytes, off, len);
-    if (len > this.limit - this.pos) this.flushBuffer();
-    if (len > this.limit) {
+    const straight = len >= direct || len > this.limit;
+    if (straight || len > this.limit - this.pos) this.flushBuffer();
+    if (straight) {
       this.writeFully(bytes, off, len);
       this.flushed += len;
     } else {
