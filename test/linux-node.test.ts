@@ -4,8 +4,8 @@
  * IP-in-IP decapsulation, the drops and their reasons, ICMP errors from routes, reassembly
  * accounting, rpfilter, and the trace.
  */
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseNodeConfig } from '../src/elements/linux/config.js';
@@ -96,6 +96,7 @@ describe('linux node', () => {
     ];
     expect(frames).toHaveLength(2);
     const dir = mkdtempSync(join(tmpdir(), 'dpemu-node-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const path = join(dir, 'tun.pcapng');
     const w = CaptureWriter.open(path, { format: 'pcapng', interfaces: [{ name: 'eth1', linktype: 1 }] });
     frames.forEach((f, i) => w.writeRecord(f.bytes, 0, f.bytes.length, f.bytes.length, 1, i, 0));
