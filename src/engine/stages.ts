@@ -83,7 +83,7 @@ export function describeFailure(f: StageFailure): string {
 
 // ---------------------------------------------------------------------------------------------
 // Fault injection (tests): DPEMU_FAULT=<stage>:<throw|exit>:<frame number, 1-based>, or
-// encoder:hang:<frame> (an encoder thread that loops forever: the stall watch's case), or
+// encoder:hang:<frame> (an encoder thread that never comes back: the stall watch's case), or
 // sequencer:slow:<ms> (the sequencer sleeps that long per slot: slow but never stuck)
 
 export interface Fault {
@@ -101,7 +101,7 @@ export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null
   return { stage: m[1] as Fault['stage'], action: m[2] as Fault['action'], frame: Number(m[3]) };
 }
 
-/** Make the fault happen: throw, or (in a worker thread) end the thread without a word. */
+/** Make the fault happen: throw, or (in a worker thread) end the thread without a word, or never return. */
 export function injectFault(f: Fault, inWorker: boolean): never {
   if (f.action === 'exit' && inWorker) process.exit(70);
   if (f.action === 'hang' && inWorker) for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
@@ -115,9 +115,9 @@ export function injectFault(f: Fault, inWorker: boolean): never {
  * The main thread's guard against a stage that stops making progress without failing (a bug:
  * an endless loop in a worker thread): when the main thread has waited on the stages for
  * `limitMs` without anything moving (no slot came back, none could be filled), the run fails
- * naming the stage and its frame, instead of hanging. A dead
- * thread is caught at once (its exit sets the abort flag); this is for one that lives on.
- * 60 s by default, far beyond any slot's work; DPEMU_STALL_MS sets it (tests).
+ * naming the stage and its frame, instead of hanging. A dead thread is caught at once (its
+ * exit sets the abort flag); this is for one that lives on. 60 s by default, far beyond any
+ * slot's work or a thread's start-up; DPEMU_STALL_MS sets it (tests).
  */
 export class StallWatch {
   private last = Date.now();
