@@ -328,6 +328,50 @@ function grownGeometry(g: SlotGeometry, need: { data: number; enc: number }): Sl
   return { records: g.records, data, enc };
 }
 
+/** The slot rings of the pooled layouts: `inCount` input slots and `outCount` output slots of R records. */
+function makeRings(R: number, D: number, inCount: number, outCount: number): { inRefs: SlotRef[]; outRefs: SlotRef[]; inSlots: Slot[]; outSlots: Slot[] } {
+  const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
+  const outGeom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
+  const inRefs = Array.from({ length: inCount }, () => newSlotRef(inGeom));
+  const outRefs = Array.from({ length: outCount }, () => newSlotRef(outGeom));
+  return { inRefs, outRefs, inSlots: inRefs.map((r) => new Slot(r.sab, r.g)), outSlots: outRefs.map((r) => new Slot(r.sab, r.g)) };
+}
+
+function newSlotRef(g: SlotGeometry): SlotRef {
+  return { sab: new SharedArrayBuffer(slotBytes(g)), g };
+}
+
+/**
+ * Fill slot k of `ring` with the batch's records from bi on (as many as fit; H_NIF set to `nIf`
+ * when ≥ 0); returns the index of the first record left. A record larger than the slot first
+ * gets the slot a larger buffer: ring[k] is replaced, and its consumers (`ports`) learn of it
+ * through the generation cell `genCell`.
+ */
+function fillSlot(m: MainSide, ring: Slot[], k: number, batch: RecordBatch, bi: number, nIf: number, c: Int32Array, genCell: number, ports: readonly MessagePort[]): number {
+  const t1 = process.hrtime.bigint();
+  let slot = ring[k]!;
+  slot.reset();
+  slot.hf[HF_FIRST] = batch.index[bi]!;
+  if (nIf >= 0) slot.h[H_NIF] = nIf;
+  let j = m.filler.fill(slot, batch, bi);
+  if (j === bi) {
+    const g = grownGeometry(slot.g, m.filler.need(batch, bi));
+    const ref = newSlotRef(g);
+    slot = new Slot(ref.sab, g);
+    ring[k] = slot;
+    const gen = Atomics.load(c, genCell) + 1;
+    const msg: SlotGrowth = { k, gen, slot: ref };
+    for (const p of ports) p.postMessage(msg);
+    Atomics.store(c, genCell, gen);
+    slot.hf[HF_FIRST] = batch.index[bi]!;
+    if (nIf >= 0) slot.h[H_NIF] = nIf;
+    j = m.filler.fill(slot, batch, bi);
+    if (j === bi) throw new Error(`internal: a record of ${batch.caplen[bi]} bytes does not fit a grown slot`);
+  }
+  m.readNs += Number(process.hrtime.bigint() - t1);
+  return j;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Entry point
 
@@ -753,13 +797,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
   const O = Math.max(1, K) * Math.ceil(Math.max(4, 2 * Math.max(K, 1) + 2) / Math.max(1, K));
   const ctl = new Control({ inSlots: S, outSlots: O, encoders: K });
   const c = ctl.c;
-  const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
-  const outGeom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
-  const mk = (g: SlotGeometry): SlotRef => ({ sab: new SharedArrayBuffer(slotBytes(g)), g });
-  const inRefs = Array.from({ length: S }, () => mk(inGeom));
-  const outRefs = Array.from({ length: O }, () => mk(outGeom));
-  const inSlots = inRefs.map((r) => new Slot(r.sab, r.g));
-  const outSlots = outRefs.map((r) => new Slot(r.sab, r.g));
+  const { inRefs, outRefs, inSlots, outSlots } = makeRings(R, D, S, O);
   // The ring the main thread fills, and the ports of its consumers (for replaced slot buffers).
   const fillRing = identity ? outSlots : inSlots;
   const fillState = identity ? (k: number) => ctl.outState(k) : (k: number) => ctl.inState(k);
@@ -846,29 +884,7 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
             if (bn === 0) inputDone = true;
           }
           if (!inputDone && bi < bn) {
-            let slot = fillRing[k]!;
-            slot.reset();
-            slot.hf[HF_FIRST] = batch.index[bi]!;
-            slot.h[H_NIF] = m.nIf();
-            const t1 = process.hrtime.bigint();
-            let j = m.filler.fill(slot, batch, bi);
-            if (j === bi) {
-              // A record larger than the slot: give the slot a larger buffer, tell its consumers.
-              const g = grownGeometry(slot.g, m.filler.need(batch, bi));
-              const ref = mk(g);
-              slot = new Slot(ref.sab, g);
-              fillRing[k] = slot;
-              const gen = Atomics.load(c, fillGen(k)) + 1;
-              const msg: SlotGrowth = { k, gen, slot: ref };
-              for (const p of consumerPorts) p.postMessage(msg);
-              Atomics.store(c, fillGen(k), gen);
-              slot.hf[HF_FIRST] = batch.index[bi]!;
-              slot.h[H_NIF] = m.nIf();
-              j = m.filler.fill(slot, batch, bi);
-              if (j === bi) throw new Error(`internal: a record of ${batch.caplen[bi]} bytes does not fit a grown slot`);
-            }
-            m.readNs += Number(process.hrtime.bigint() - t1);
-            bi = j;
+            bi = fillSlot(m, fillRing, k, batch, bi, m.nIf(), c, fillGen(k), consumerPorts);
             Atomics.store(c, fillState(k), S_READY);
             if (identity) ctl.ring(ctl.encBell(rseq % K));
             else ctl.ring(C_SEQ_BELL);
@@ -966,13 +982,7 @@ async function runNodeMain(
   const O = K * Math.ceil((P + 2) / K);
   const ctl = new Control({ inSlots: P, outSlots: O, encoders: K });
   const c = ctl.c;
-  const inGeom: SlotGeometry = { records: R, data: D, enc: 0 };
-  const outGeom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
-  const mk = (g: SlotGeometry): SlotRef => ({ sab: new SharedArrayBuffer(slotBytes(g)), g });
-  const inRefs = Array.from({ length: P }, () => mk(inGeom));
-  const outRefs = Array.from({ length: O }, () => mk(outGeom));
-  const inSlots = inRefs.map((r) => new Slot(r.sab, r.g));
-  const outSlots = outRefs.map((r) => new Slot(r.sab, r.g));
+  const { inRefs, outRefs, inSlots, outSlots } = makeRings(R, D, P, O);
   const refs = new Int32Array(P);
 
   const { Piscina } = await import('piscina');
@@ -1088,27 +1098,8 @@ async function runNodeMain(
           if (bn === 0) inputDone = true;
         }
         if (!inputDone && bi < bn) {
-          let slot = inSlots[k]!;
-          slot.reset();
-          slot.hf[HF_FIRST] = batch.index[bi]!;
-          const t1 = process.hrtime.bigint();
-          let j = m.filler.fill(slot, batch, bi);
-          if (j === bi) {
-            // A record larger than the slot: give the slot a larger buffer, tell the encoders.
-            const g = grownGeometry(slot.g, m.filler.need(batch, bi));
-            const ref = mk(g);
-            slot = new Slot(ref.sab, g);
-            inSlots[k] = slot;
-            const gen = Atomics.load(c, ctl.inGen(k)) + 1;
-            const msg: SlotGrowth = { k, gen, slot: ref };
-            for (const p of ports) p.postMessage(msg);
-            Atomics.store(c, ctl.inGen(k), gen);
-            slot.hf[HF_FIRST] = batch.index[bi]!;
-            j = m.filler.fill(slot, batch, bi);
-            if (j === bi) throw new Error(`internal: a record of ${batch.caplen[bi]} bytes does not fit a grown slot`);
-          }
-          m.readNs += Number(process.hrtime.bigint() - t1);
-          bi = j;
+          bi = fillSlot(m, inSlots, k, batch, bi, -1, c, ctl.inGen(k), ports);
+          const slot = inSlots[k]!;
           sink.inData = slot.data;
           sink.inSrc = k + 1;
           try {
