@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { isatty } from 'node:tty';
 import { replayIdentity, ReplayUsageError, type ReplayResult } from '../engine/replay.js';
 import { replayNode } from '../engine/node-replay.js';
-import { defaultWorkers } from '../engine/pipeline.js';
+import { defaultWorkers, InputInterrupted } from '../engine/pipeline.js';
 import { StageError } from '../engine/stages.js';
 import { ProgressBar } from '../engine/progress.js';
 import { loadNodeConfig } from '../elements/linux/config.js';
@@ -108,6 +108,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     }
   } catch (e) {
     if (e instanceof ReplayUsageError) throw new UserError(e.message);
+    if (e instanceof InputInterrupted) throw new UserError(e.message, EXIT_INTERRUPTED);
     if (e instanceof StageError) {
       if (e.failure.kind === 'input') throw new UserError(e.message, EXIT_INPUT);
       if (e.failure.kind === 'output') throw new WriterError(`${opts.out}: ${e.message}`, opts.out);

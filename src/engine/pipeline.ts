@@ -67,12 +67,14 @@ import {
   slotBytes,
   type SlotGeometry,
 } from './slots.js';
-import { describeFailure, Encoder, EncodeSink, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, StallError, StallWatch, threadCpuMs, type Fault } from './stages.js';
+import { describeFailure, Encoder, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, StallError, StallWatch, threadCpuMs, type Fault } from './stages.js';
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
 /** A problem with the options (reported as a usage error). */
 export class ReplayUsageError extends Error {}
+/** SIGINT (the engine's abort signal) came before the input's file header: there is no output. */
+export class InputInterrupted extends Error {}
 
 export type PipelineSpec =
   | { kind: 'identity' }
@@ -145,6 +147,12 @@ export interface EngineResult {
 }
 
 const DEFAULT_BATCH = 4096;
+/**
+ * A live input with nothing to read for this long is idle: the output is flushed (see
+ * MainSide.inputReady). Short enough to go unnoticed in Wireshark; long enough that a producer
+ * writing steadily (cat file | dpemu) is read without a flush per pipe buffer.
+ */
+const IDLE_MS = 2;
 const DEFAULT_SLOT_DATA = 1 << 20;
 const IN_SLOTS = 4;
 const EPB_OVERHEAD = 64;
@@ -181,8 +189,11 @@ class MainSide {
   framesRead = 0;
   readNs = 0;
   writeNs = 0;
-  /** The last read waited for its data (a live capture on a pipe): drain before reading again. */
-  slowSource = false;
+  /**
+   * A live input has had nothing to read for IDLE_MS: what was read goes out (the pooled layouts
+   * drain their slots, the writer flushes) before the reader waits for the producer.
+   */
+  idle = false;
   waitNs = 0;
   /** Identity, pcapng: interfaces to add to the output before the slot with this sequence number. */
   readonly pendingIfaces: { seq: number; iface: OutputInterface }[] = [];
@@ -191,11 +202,11 @@ class MainSide {
   constructor(
     readonly spec: PipelineSpec,
     readonly opts: EngineOptions,
+    reader: CaptureReader,
   ) {
     this.identity = spec.kind === 'identity';
     this.fmt = fmtOf(opts.format, opts.nanosecond);
-    const ropts = { bufferSize: opts.bufferSize, onDamage: opts.onDamage };
-    this.reader = opts.inPath === '-' ? CaptureReader.fromFd(0, '<stdin>', ropts) : CaptureReader.open(opts.inPath, ropts);
+    this.reader = reader;
     let ifIndex: ((name: string) => number) | null = null;
     if (spec.kind === 'node') {
       const names = spec.node.interfaces.map((i) => i.name);
@@ -277,8 +288,62 @@ class MainSide {
     }
     const dt = Number(process.hrtime.bigint() - t0);
     this.readNs += dt;
-    this.slowSource = this.reader.fileSize < 0 && dt > 2e6;
+    // A socket's read waited for the producer: what it brought goes out before the next one.
+    if (dt > IDLE_MS * 1e6 && this.reader.live && !this.reader.pollable) this.idle = true;
     return n;
+  }
+
+  /**
+   * Whether the next batch can be read now. Only a live input (a pipe or a terminal: `tcpdump
+   * -U -w - | dpemu replay --in - ...`) may say no: its reader waits for the producer with the
+   * thread free (CaptureReader.waitRecord), so signals (Ctrl-C, SIGTERM) are handled while the
+   * producer is quiet, which a read that waits would not allow. When nothing comes for IDLE_MS
+   * the input is idle: false until `drained` (everything read has been written; the pooled
+   * layouts keep writing their slots meanwhile), then the output is flushed, so that a reader
+   * of the output (wireshark -k -i -) sees the end of a burst at once and not when the next
+   * packet comes, and the wait goes on as long as the producer likes. False as well when
+   * interrupted. A socket (no such wait: its reads wait in the thread) is idle after a read
+   * that waited more than IDLE_MS (readBatch): drained and flushed before the next read.
+   */
+  async inputReady(drained: boolean): Promise<boolean> {
+    const r = this.reader;
+    if (!r.live) return true;
+    if (!r.pollable) {
+      if (!this.idle) return true;
+      if (!drained) return false;
+      this.writer?.flush();
+      this.idle = false;
+      return true;
+    }
+    const signal = this.opts.signal;
+    const t0 = process.hrtime.bigint();
+    try {
+      if (!this.idle) {
+        if (await r.waitRecord(IDLE_MS, signal)) return true;
+        if (signal?.aborted) return false;
+        this.idle = true;
+      }
+      if (!drained) return false;
+      this.writer?.flush();
+      const ok = await r.waitRecord(Infinity, signal);
+      if (ok) this.idle = false;
+      return ok;
+    } finally {
+      this.waitNs += Number(process.hrtime.bigint() - t0);
+    }
+  }
+
+  /**
+   * The next batch, once the input is ready for it (inputReady; a regular file's read-ahead
+   * landed if the batch needs it): its record count, 0 at the end, or -1 for not now (a live
+   * input that went quiet and is not drained yet, or SIGINT).
+   */
+  async nextBatch(batch: RecordBatch, seq: number, drained: boolean): Promise<number> {
+    if (this.opts.signal?.aborted || !(await this.inputReady(drained))) return -1;
+    const tr = process.hrtime.bigint();
+    await this.reader.ready(); // waits only if this batch needs the chunk still being read
+    this.waitNs += Number(process.hrtime.bigint() - tr);
+    return this.readBatch(batch, seq);
   }
 
   /** Output interfaces defined once the pending ones up to slot `seq` are added. */
@@ -297,8 +362,8 @@ class MainSide {
     }
     const h = slot.h;
     w.writeEncoded(slot.enc, 0, h[H_ENC]!, h[H_COUNT]!);
-    // A live capture: what is processed goes out now, not when the buffer is full.
-    if (this.slowSource) w.flush();
+    // A live capture that went quiet: what is processed goes out now, not when the buffer is full.
+    if (this.idle) w.flush();
     if (this.identity) {
       const a = this.acct;
       const n = h[H_COUNT]!;
@@ -379,7 +444,17 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
   const t0 = process.hrtime.bigint();
   const workers = Math.max(1, Math.floor(opts.workers ?? defaultWorkers()));
   if (!Number.isFinite(workers) || workers > 256) throw new ReplayUsageError(`workers must be 1..256, not ${opts.workers}`);
-  const m = new MainSide(spec, opts);
+  const ropts = { bufferSize: opts.bufferSize, onDamage: opts.onDamage };
+  let reader: CaptureReader | null;
+  if (opts.inPath === '-') {
+    // Standard input may be live (tcpdump -w -): its file header is waited for without
+    // holding the thread, so that Ctrl-C works before the first packet.
+    reader = await CaptureReader.fromFdLive(0, '<stdin>', ropts, opts.signal);
+    if (reader === null) throw new InputInterrupted('interrupted before the capture on standard input began: nothing read, no output written');
+  } else {
+    reader = CaptureReader.open(opts.inPath, ropts);
+  }
+  const m = new MainSide(spec, opts, reader);
   let ingressTable: Int32Array | null = null;
   try {
     let outId: Int32Array = new Int32Array(0);
@@ -399,7 +474,7 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
     const seqThread = opts.sequencer ?? (process.env.DPEMU_SEQUENCER === 'worker' ? 'worker' : 'main');
     const r =
       workers === 1
-        ? await runInline(m, stageOpts, outId, nIf, fault, t0)
+        ? await runInline(m, stageOpts, outId, fault, t0)
         : stageOpts !== null && seqThread === 'main'
           ? await runNodeMain(m, stageOpts, outId, nIf, workers, fault, t0)
           : await runPooled(m, stageOpts, outId, nIf, workers, t0);
@@ -607,18 +682,15 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
   const yielder = new Yielder(m, t0);
   // A regular file: the next chunk is read in the thread pool while the batches of one run.
   m.reader.enableReadAhead();
-  const signal = m.opts.signal;
   let interrupted = false;
   let seq = 0;
   for (;;) {
-    if (signal?.aborted) {
+    // (A live input: waits for the producer, flushing the output when it goes quiet.)
+    const n = await m.nextBatch(batch, seq++, true);
+    if (n < 0) {
       interrupted = true;
       break;
     }
-    const tr = process.hrtime.bigint();
-    await m.reader.ready(); // waits only if this batch needs the chunk still being read
-    m.waitNs += Number(process.hrtime.bigint() - tr);
-    const n = m.readBatch(batch, seq++);
     if (n === 0) break;
     sink.begin(batch);
     try {
@@ -628,7 +700,6 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
     }
     // Before the reader reuses the batch buffer, which holds the frames the sink has not copied.
     sink.flush();
-    if (m.slowSource) m.writer!.flush();
     // A full half-buffer goes to the file from the thread pool while the next batches run.
     await m.writer!.flushAsync();
     await yielder.maybe();
@@ -650,20 +721,17 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
   const view = new PacketView();
   const yielder = new Yielder(m, t0);
   m.reader.enableReadAhead(); // a regular file: the next chunk is read in the thread pool
-  const signal = m.opts.signal;
   const a = m.acct;
   let ifaceMap = new Uint32Array(0);
   let interrupted = false;
   let seq = 0;
   for (;;) {
-    if (signal?.aborted) {
+    // (A live input: waits for the producer, flushing the output when it goes quiet.)
+    const n = await m.nextBatch(batch, seq, true);
+    if (n < 0) {
       interrupted = true;
       break;
     }
-    const tr = process.hrtime.bigint();
-    await m.reader.ready(); // waits only if this batch needs the chunk still being read
-    m.waitNs += Number(process.hrtime.bigint() - tr);
-    const n = m.readBatch(batch, seq);
     if (n === 0) break;
     const w = m.writer!;
     const p = m.pendingIfaces;
@@ -685,7 +753,6 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
     }
     const tw = process.hrtime.bigint();
     w.writeBatch(batch, ifaceMap);
-    if (m.slowSource) w.flush();
     m.writeNs += Number(process.hrtime.bigint() - tw);
     await w.flushAsync(); // from the thread pool, while the next batches run
     a.in += n;
@@ -699,44 +766,33 @@ async function runIdentityDirect(m: MainSide, t0: bigint): Promise<RunOutcome> {
   return { acct: a, interrupted, encoders: 0, stages: [mainStats(m, cpu0, t0)] };
 }
 
-async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, nIf: number, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
-  if (stageOpts === null && fault === null) return runIdentityDirect(m, t0);
+async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId: Int32Array, fault: Fault | null, t0: bigint): Promise<RunOutcome> {
   if (stageOpts !== null) return runNodeDirect(m, stageOpts, outId, fault, t0);
+  if (fault === null) return runIdentityDirect(m, t0);
+  return runIdentitySlots(m, fault, t0);
+}
+
+/**
+ * Identity in one thread through a slot and the encoder, as the pooled path encodes: only with
+ * a DPEMU_FAULT set (the fault tests make the encoder throw or hang in the main thread).
+ */
+async function runIdentitySlots(m: MainSide, fault: Fault, t0: bigint): Promise<RunOutcome> {
   const cpu0 = threadCpuMs();
   const R = m.opts.batchSize ?? DEFAULT_BATCH;
   const D = m.opts.slotData ?? DEFAULT_SLOT_DATA;
   const batch = new RecordBatch(R);
-  let geom: SlotGeometry = { records: R, data: D, enc: m.identity ? D + R * EPB_OVERHEAD : 0 };
+  let geom: SlotGeometry = { records: R, data: D, enc: D + R * EPB_OVERHEAD };
   let slot = new Slot(allocSlot(geom, false), geom);
   const yielder = new Yielder(m, t0);
-  const signal = m.opts.signal;
+  const encoder = new Encoder(m.fmt, true, fault, false);
   let interrupted = false;
   let seq = 0;
-  let stage: SequencerStage | null = null;
-  let sink: EncodeSink | null = null;
-  let encoder: Encoder | null = null;
-  if (stageOpts) {
-    try {
-      stage = new SequencerStage(stageOpts, fault, false);
-    } catch (e) {
-      throw new StageError(failureOf(e, 'sequencer', -1, -1));
-    }
-    const og: SlotGeometry = { records: R, data: 0, enc: D + R * EPB_OVERHEAD };
-    const out = new Slot(allocSlot(og, false), og);
-    sink = new EncodeSink(out, outId, nIf, m.fmt, stage.acct, (full) => {
-      m.write(full, seq++);
-      full.reset();
-      return full;
-    });
-  } else {
-    encoder = new Encoder(m.fmt, true, fault, false);
-  }
   for (;;) {
-    if (signal?.aborted) {
+    const n = await m.nextBatch(batch, seq, true);
+    if (n < 0) {
       interrupted = true;
       break;
     }
-    const n = m.readBatch(batch, seq);
     if (n === 0) break;
     let i = 0;
     while (i < n) {
@@ -752,31 +808,16 @@ async function runInline(m: MainSide, stageOpts: NodeStageOptions | null, outId:
         continue;
       }
       i = j;
-      if (stage !== null) {
-        try {
-          stage.process(slot, sink!);
-        } catch (e) {
-          throw new StageError(failureOf(e, stage.name, stage.frame, stage.fileOffset));
-        }
-        if (m.slowSource) sink!.flush();
-      } else {
-        try {
-          encoder!.encode(slot);
-        } catch (e) {
-          throw new StageError(failureOf(e, 'encoder', encoder!.frame, encoder!.fileOffset));
-        }
-        m.write(slot, seq++);
+      try {
+        encoder.encode(slot);
+      } catch (e) {
+        throw new StageError(failureOf(e, 'encoder', encoder.frame, encoder.fileOffset));
       }
+      m.write(slot, seq++);
     }
     await yielder.maybe();
   }
-  let acct = m.acct;
-  if (stage !== null) {
-    stage.finish();
-    if (sink!.slot.h[H_COUNT] !== 0) m.write(sink!.slot, seq++);
-    acct = stage.acct;
-  }
-  return { acct, interrupted, encoders: 0, stages: [{ ...mainStats(m, cpu0, t0), stage: stage ? `main (reader, ${stage.name}, encoder, writer)` : 'main (reader, encoder, writer)' }] };
+  return { acct: m.acct, interrupted, encoders: 0, stages: [{ ...mainStats(m, cpu0, t0), stage: 'main (reader, encoder, writer)' }] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -876,12 +917,11 @@ async function runPooled(m: MainSide, stageOpts: NodeStageOptions | null, outId:
             interrupted = true;
             inputDone = true;
           }
-          // A live capture: what was read before goes out before the next read waits for packets.
-          const mustDrain = !inputDone && bi >= bn && m.slowSource && !drained();
-          if (!inputDone && bi >= bn && !mustDrain) {
-            bn = m.readBatch(batch, rseq);
-            bi = 0;
-            if (bn === 0) inputDone = true;
+          // A live input waits for the producer; when it goes quiet, what was read goes out first.
+          if (!inputDone && bi >= bn) {
+            const n = await m.nextBatch(batch, rseq, drained());
+            if (n >= 0) [bn, bi, inputDone] = [n, 0, n === 0];
+            else if (signal?.aborted) [interrupted, inputDone] = [true, true];
           }
           if (!inputDone && bi < bn) {
             bi = fillSlot(m, fillRing, k, batch, bi, m.nIf(), c, fillGen(k), consumerPorts);
@@ -1087,15 +1127,11 @@ async function runNodeMain(
           interrupted = true;
           inputDone = true;
         }
-        // A live capture: what was read before goes out before the next read waits for packets.
-        const mustDrain = !inputDone && bi >= bn && m.slowSource && wseq < oseq;
-        if (!inputDone && bi >= bn && !mustDrain) {
-          const tr = process.hrtime.bigint();
-          await m.reader.ready(); // waits only if this batch needs the chunk still being read
-          m.waitNs += Number(process.hrtime.bigint() - tr);
-          bn = m.readBatch(batch, rseq);
-          bi = 0;
-          if (bn === 0) inputDone = true;
+        // A live input waits for the producer; when it goes quiet, what was read goes out first.
+        if (!inputDone && bi >= bn) {
+          const n = await m.nextBatch(batch, rseq, wseq >= oseq);
+          if (n >= 0) [bn, bi, inputDone] = [n, 0, n === 0];
+          else if (signal?.aborted) [interrupted, inputDone] = [true, true];
         }
         if (!inputDone && bi < bn) {
           bi = fillSlot(m, inSlots, k, batch, bi, -1, c, ctl.inGen(k), ports);

@@ -53,7 +53,7 @@
  * every file tshark reads, and the same timestamp, lengths, interface, comments and flags on
  * every record, except the two points above (SunATM pseudo-header, invalid fractions).
  */
-import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, read, readSync } from 'node:fs';
 import { CaptureError } from './errors.js';
 import { linktypeName, maxSnaplenForLinktype } from './linktype.js';
 import type { CaptureInterface, RecordBatch, SectionInfo } from './types.js';
@@ -130,6 +130,56 @@ const BT_CB_COPY = 0x00000bad;
 const BT_CB_NO_COPY = 0x40000bad;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 const BYTE_ORDER_MAGIC_SWAPPED = 0x4d3c2b1a;
+
+/** Bytes of a live input read before its file header is parsed (fromFdLive). */
+const LIVE_HEAD = 65536;
+
+/**
+ * Bytes the file header of a capture starting with the n bytes in b needs: 24 for pcap (and
+ * for what is not a capture: the constructor says so), the Section Header Block's length for
+ * pcapng (at least 28), 12 while that is unknown.
+ */
+function liveHeaderLength(b: Uint8Array, n: number): number {
+  if (n < 4) return 24;
+  const dv = new DataView(b.buffer, b.byteOffset, n);
+  if (dv.getUint32(0, true) !== BT_SHB) return 24;
+  if (n < 12) return 12;
+  const magic = dv.getUint32(8, true);
+  const le = magic === BYTE_ORDER_MAGIC ? true : magic === BYTE_ORDER_MAGIC_SWAPPED ? false : null;
+  if (le === null) return 12; // not a byte-order magic: the constructor says so
+  return Math.max(28, pad4(dv.getUint32(4, le)));
+}
+
+/** The first bytes of a live input, read before the constructor parses its file header. */
+interface LiveHead {
+  bytes: Uint8Array;
+  eof: boolean;
+}
+
+/**
+ * Live input: the pause before looking again for the producer's bytes, by how long it has been
+ * quiet: 1 ms at first, growing to 20 ms (a latency nobody sees in Wireshark, and a cost of one
+ * read(2) per 20 ms while idle).
+ */
+function pollDelay(quietMs: number): number {
+  return quietMs < 20 ? 1 : quietMs < 200 ? 5 : 20;
+}
+
+/** Sleep `ms`; false when `signal` fires first. */
+function sleepUnless(ms: number, signal: AbortSignal | null | undefined): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** wiretap MAX_BLOCK_SIZE: an EPB with a maximum-size D-Bus packet and 128 KiB of options. */
 export const MAX_BLOCK_SIZE = 32 + 128 * 1024 * 1024 + 131072;
@@ -304,6 +354,21 @@ export class CaptureReader {
   /** close() came while a read was in flight: the fd is closed when it lands. */
   private closeWhenLanded = false;
 
+  /**
+   * A pipe, terminal or socket (not a regular file): its reads may wait for the producer for
+   * as long as it likes.
+   */
+  readonly live: boolean;
+  /**
+   * Live, from fromFdLive: the same pipe or terminal opened again with O_NONBLOCK (through
+   * /proc/self/fd: a new open file description, so the flags of fd and of whoever shares it do
+   * not change), or -1 (a socket cannot be reopened so). waitRecord() reads it without waiting
+   * and, while the producer is quiet, looks again on a timer, so the thread (and with it the
+   * signal handlers) is never held by a read. (A read in libuv's thread pool would not hold
+   * the thread, but a process cannot exit while one of those waits.)
+   */
+  private nbFd = -1;
+
   // pcap state
   private recHdrLen = 16;
   private lenSwap = LEN_NOT_SWAPPED;
@@ -382,12 +447,65 @@ export class CaptureReader {
     return new CaptureReader(fd, name, size, false, opts ?? {});
   }
 
-  private constructor(fd: number, path: string, fileSize: number, ownsFd: boolean, opts: ReaderOptions) {
+  /**
+   * fromFd for an input that may be live (standard input from `tcpdump -U -w -`): a pipe or a
+   * terminal is read without waiting (see nbFd), so the file header, and later each record
+   * (waitRecord), is waited for with the thread free: Ctrl-C and SIGTERM are handled while the
+   * producer is quiet. null when `signal` fires before the file header is complete. A regular
+   * file, or a socket, goes to fromFd (a socket's reads wait in the thread, as fromFd's do).
+   */
+  static async fromFdLive(fd: number, name: string, opts?: ReaderOptions, signal?: AbortSignal | null): Promise<CaptureReader | null> {
+    let nb = -1;
+    try {
+      if (!fstatSync(fd).isFile()) nb = openSync(`/proc/self/fd/${fd}`, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    } catch {
+      // a socket, or no /proc: reads that wait in the thread
+    }
+    if (nb < 0) return CaptureReader.fromFd(fd, name, opts);
+    const bytes = new Uint8Array(LIVE_HEAD);
+    let n = 0;
+    let eof = false;
+    let quiet = 0;
+    try {
+      // The whole file header: pcap's 24 bytes, or the Section Header Block (its length at 4).
+      for (;;) {
+        const need = liveHeaderLength(bytes, n);
+        // (An SHB longer than LIVE_HEAD, or a bogus length: the constructor reads on, or says so.)
+        if (n >= need || eof || n === bytes.length) break;
+        let got: number;
+        try {
+          got = readSync(nb, bytes, n, bytes.length - n, null);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw new CaptureError(name, n, 'file header', `read error: ${(e as Error).message}`);
+          const d = pollDelay(quiet);
+          if (!(await sleepUnless(d, signal))) {
+            closeSync(nb);
+            return null;
+          }
+          quiet += d;
+          continue;
+        }
+        quiet = 0;
+        if (got === 0) eof = true;
+        else n += got;
+      }
+      const r = new CaptureReader(fd, name, -1, false, opts ?? {}, { bytes: bytes.subarray(0, n), eof });
+      r.nbFd = nb;
+      return r;
+    } catch (e) {
+      closeSync(nb);
+      throw e;
+    }
+  }
+
+  private constructor(fd: number, path: string, fileSize: number, ownsFd: boolean, opts: ReaderOptions, head: LiveHead | null = null) {
     this.fd = fd;
     this.path = path;
     this.fileSize = fileSize;
     this.ownsFd = ownsFd;
     this.positional = ownsFd && fileSize >= 0;
+    this.live = fileSize < 0;
     this.skipDamage = opts.onDamage === 'skip';
     this.allocate = opts.allocate ?? ((size: number) => new Uint8Array(size));
     let size = Math.floor(opts.bufferSize ?? DEFAULT_BUFFER);
@@ -397,6 +515,13 @@ export class CaptureReader {
     if (fileSize >= 0 && fileSize + 64 < size) size = Math.max(MIN_BUFFER, fileSize + 64);
     this.buf = this.allocate(size);
     this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    if (head !== null) {
+      // The first bytes of a live input, read by fromFdLive.
+      if (head.bytes.length > this.buf.length) this.grow(head.bytes.length);
+      this.buf.set(head.bytes, 0);
+      this.end = head.bytes.length;
+      this.eof = head.eof;
+    }
 
     this.fill(4);
     if (this.end === 0) throw this.headerError(0, 'empty file');
@@ -482,9 +607,78 @@ export class CaptureReader {
     this.startAhead();
   }
 
+  /**
+   * A live input that can be read without waiting (see nbFd): wait until next() has a record
+   * to return without a read that waits for the producer, or the input has ended or failed
+   * (next() then says so). The thread stays free meanwhile: while the producer is quiet the
+   * input is looked at again on a timer. True then; false when `ms` passed or `signal` fired
+   * first. The caller holds no records of the last batch (the unread tail moves to the front of
+   * the buffer). For other inputs: true at once (their reads may wait in next()).
+   */
+  async waitRecord(ms: number, signal?: AbortSignal | null): Promise<boolean> {
+    let waited = 0;
+    for (;;) {
+      if (this.nbFd < 0 || !this.wantsData()) return true;
+      if (this.readNow()) {
+        waited = 0;
+        continue;
+      }
+      if (waited >= ms) return false;
+      const d = Math.min(pollDelay(waited), ms - waited);
+      if (!(await sleepUnless(d, signal))) return false;
+      waited += d;
+    }
+  }
+
+  /** Whether waitRecord can wait for this input with the thread free. */
+  get pollable(): boolean {
+    return this.nbFd >= 0;
+  }
+
+  /** Live: take what the producer has written, without waiting; false when there is nothing. */
+  private readNow(): boolean {
+    if (this.pos > 0) {
+      if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
+      this.bufStart += this.pos;
+      this.end -= this.pos;
+      this.pos = 0;
+    }
+    // A record longer than the buffer (wantsData bounds its length).
+    if (this.end === this.buf.length) this.grow(2 * this.buf.length);
+    try {
+      const got = readSync(this.nbFd, this.buf, this.end, this.buf.length - this.end, null);
+      if (got === 0) this.eof = true;
+      else this.end += got;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return false;
+      if (code === 'EOF') this.eof = true;
+      else this.failure ??= new CaptureError(this.path, this.bufStart + this.end, '', `read error: ${(e as Error).message}`);
+    }
+    return true;
+  }
+
+  private closeIfLanded(fd: number): void {
+    if (!this.closeWhenLanded) return;
+    this.closeWhenLanded = false;
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.nbFd >= 0) {
+      try {
+        closeSync(this.nbFd);
+      } catch {
+        // already closed
+      }
+      this.nbFd = -1;
+    }
     if (this.raState === RA_INFLIGHT || this.raState === RA_STALE) {
       // The read in flight still uses the fd number: close it when the read lands.
       this.closeWhenLanded = this.ownsFd;
@@ -611,23 +805,17 @@ export class CaptureReader {
           else this.raEnd = head + got;
           this.raState = RA_DONE;
         }
-        if (this.closeWhenLanded) {
-          this.closeWhenLanded = false;
-          try {
-            closeSync(fd);
-          } catch {
-            // already closed
-          }
-        }
+        this.closeIfLanded(fd);
         resolve();
       });
     });
   }
 
   /**
-   * Whether next() must read before it can return a record: the record or block at pos is not
-   * all in the buffer. Exact for records; a guess past other pcapng blocks and damage (a wrong
-   * guess costs a synchronous read, not correctness).
+   * Whether next() must read before it can return a record: the record, or the first packet
+   * block after complete blocks without packets, is not all in the buffer. A guess at damage
+   * (next() then reports it, or with onDamage 'skip' may read: a wrong guess costs a
+   * synchronous read, not correctness).
    */
   private wantsData(): boolean {
     if (this.eof || this.finished || this.closed || this.failure !== null) return false;
@@ -642,16 +830,25 @@ export class CaptureReader {
       if (this.lenSwap === LEN_SWAPPED || (this.lenSwap === LEN_MAYBE_SWAPPED && incl > orig)) incl = orig;
       return incl <= this.maxCaplen && avail < hl + incl;
     }
-    if (avail < 12) return true;
+    // pcapng: complete blocks that carry no packet (IDB, ISB, NRB, ...) do not make a record;
+    // look past them, or next() would read (and wait) after taking them.
+    let q = p;
     let le = this.sle;
-    if (dv.getUint32(p, le) === BT_SHB) {
-      const magic = dv.getUint32(p + 8, true);
-      if (magic === BYTE_ORDER_MAGIC) le = true;
-      else if (magic === BYTE_ORDER_MAGIC_SWAPPED) le = false;
-      else return false;
+    for (;;) {
+      if (this.end - q < 12) return true;
+      const type = dv.getUint32(q, le);
+      if (type === BT_SHB) {
+        const magic = dv.getUint32(q + 8, true);
+        if (magic === BYTE_ORDER_MAGIC) le = true;
+        else if (magic === BYTE_ORDER_MAGIC_SWAPPED) le = false;
+        else return false;
+      }
+      const len = pad4(dv.getUint32(q + 4, le));
+      if (len < 12 || len > MAX_BLOCK_SIZE) return false; // damage: next() reports it
+      if (this.end - q < len) return true;
+      if (type === BT_EPB || type === BT_SPB || type === BT_PB) return false;
+      q += len;
     }
-    const len = pad4(dv.getUint32(p + 4, le));
-    return len <= MAX_BLOCK_SIZE && avail < len;
   }
 
   private grow(need: number): void {

@@ -1,0 +1,202 @@
+/**
+ * A live input on standard input (`tcpdump -U -w - | dpemu replay --in - --out - | wireshark -k -i -`):
+ *  - each frame goes out as soon as it has been processed, not when the next one arrives (a
+ *    reader of the output sees the end of a burst at once);
+ *  - SIGINT while the producer is quiet stops the run at once (exit 130, a valid output of
+ *    everything read), also before the capture's file header has arrived (no output then);
+ *  - SIGTERM while the producer is quiet stops it at once.
+ * A read that waits would hold the thread, and with it the signal handlers and the flush, until
+ * the producer writes again. Standard input is a FIFO here (a pipe, as a shell's `|` makes).
+ * A socket (what Node's child_process gives) cannot be reopened non-blocking: its reads wait in
+ * the thread as before, which the last test shows still gives every frame.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildFrame } from './support/frames.js';
+import { CLI, ROOT } from './support/cli.js';
+
+const NODE = join(ROOT, 'pcaps', 'edge-node.yaml');
+/** vmnet -> uplink through the edge node (MASQUERADE): forwarded at its own length. */
+const FRAME = buildFrame({
+  srcMac: '02:00:00:00:02:0a',
+  dstMac: '02:00:00:00:02:01',
+  ip: { src: '10.0.1.10', dst: '8.8.8.8' },
+  l4: { kind: 'udp', sport: 40000, dport: 53, payload: 'live' },
+});
+const PCAP_HEADER = (() => {
+  const b = Buffer.alloc(24);
+  b.writeUInt32LE(0xa1b2c3d4, 0);
+  b.writeUInt16LE(2, 4);
+  b.writeUInt16LE(4, 6);
+  b.writeUInt32LE(65535, 16);
+  b.writeUInt32LE(1, 20);
+  return b;
+})();
+
+function record(k: number): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeUInt32LE(1_700_000_000 + k, 0);
+  h.writeUInt32LE(FRAME.length, 8);
+  h.writeUInt32LE(FRAME.length, 12);
+  return Buffer.concat([h, FRAME]);
+}
+
+/** Bytes of a pcap output holding n frames of FRAME's length. */
+const outBytes = (n: number): number => 24 + n * (16 + FRAME.length);
+
+let dir: string;
+let fifoOk = false;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dpemu-live-'));
+  fifoOk = spawnSync('mkfifo', [join(dir, 'probe')]).status === 0;
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+type Kind = 'pipe' | 'socket';
+
+interface Live {
+  child: ChildProcess;
+  write(b: Buffer): void;
+  end(): void;
+  stdout(): Buffer;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+let fifoCount = 0;
+
+/** dpemu ARGS with standard input fed by the test, through a FIFO or a socket. */
+function startLive(kind: Kind, args: string[]): Live {
+  let fd = -1;
+  let stdin: 'pipe' | number = 'pipe';
+  if (kind === 'pipe') {
+    const fifo = join(dir, `fifo-${fifoCount++}`);
+    if (spawnSync('mkfifo', [fifo]).status !== 0) throw new Error('mkfifo failed');
+    // Opened read-write first, the FIFO has a writer, so the read-only open does not wait.
+    fd = openSync(fifo, 'r+');
+    stdin = openSync(fifo, 'r');
+  }
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: [stdin, 'pipe', 'pipe'] });
+  if (typeof stdin === 'number') closeSync(stdin);
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => out.push(d));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+  return {
+    child,
+    write: (b) => (fd >= 0 ? writeSync(fd, b) : child.stdin!.write(b)),
+    end: () => (fd >= 0 ? closeSync(fd) : child.stdin!.end()),
+    stdout: () => Buffer.concat(out),
+    stderr: () => err,
+    exited,
+  };
+}
+
+/** Wait until `cond` holds, at most `ms` (a generous bound for a loaded CI machine). */
+async function waitUntil(cond: () => boolean, ms: number, what: () => string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The process exits within `ms`; else it is killed and the test fails. */
+async function exitWithin(l: Live, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)));
+  const r = await Promise.race([l.exited, late]);
+  clearTimeout(timer);
+  if (r === null) {
+    l.child.kill('SIGKILL');
+    throw new Error(`dpemu did not exit within ${ms} ms; stderr: ${l.stderr()}`);
+  }
+  return r;
+}
+
+describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('live standard input (a pipe)', () => {
+  const kinds = (): Kind[] => {
+    expect(fifoOk, 'mkfifo works').toBe(true);
+    return ['pipe'];
+  };
+
+  it('each frame goes out while the producer is quiet, before the next one arrives (node and identity, 1 and 2 workers)', async () => {
+    for (const kind of kinds()) {
+      for (const node of [true, false]) {
+        for (const w of [1, 2]) {
+          const label = `${kind}, ${node ? 'node' : 'identity'}, ${w} worker(s)`;
+          const l = startLive(kind, ['replay', ...(node ? ['--node', NODE] : []), '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+          l.write(Buffer.concat([PCAP_HEADER, record(0)]));
+          await waitUntil(() => l.stdout().length >= outBytes(1), 15_000, () => `frame 1 (${label}): ${l.stdout().length} bytes out; ${l.stderr()}`);
+          l.write(record(1));
+          await waitUntil(() => l.stdout().length >= outBytes(2), 15_000, () => `frame 2 (${label}): ${l.stdout().length} bytes out; ${l.stderr()}`);
+          l.end();
+          const r = await exitWithin(l, 15_000);
+          expect(r.code, `${label}: ${l.stderr()}`).toBe(0);
+          expect(l.stdout().length, label).toBe(outBytes(2));
+          expect(l.stderr(), label).toMatch(/in\s+2 frames/);
+        }
+      }
+    }
+  }, 180_000);
+
+  it('SIGINT while the producer is quiet: exit 130 at once, the output holds everything read', async () => {
+    for (const kind of kinds()) {
+      for (const w of [1, 2]) {
+        const label = `${kind}, ${w} worker(s)`;
+        const l = startLive(kind, ['replay', '--node', NODE, '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+        l.write(Buffer.concat([PCAP_HEADER, record(0), record(1)]));
+        await waitUntil(() => l.stdout().length >= outBytes(2), 15_000, () => `2 frames (${label}); ${l.stderr()}`);
+        l.child.kill('SIGINT');
+        const r = await exitWithin(l, 15_000);
+        l.end();
+        expect(r.code, `${label}: ${l.stderr()}`).toBe(130);
+        expect(l.stderr(), label).toMatch(/interrupted\s+yes: the output holds the 2 frames read before SIGINT/);
+        expect(l.stdout().length, label).toBe(outBytes(2));
+      }
+    }
+  }, 120_000);
+
+  it('SIGINT before the capture began: exit 130, nothing written; SIGTERM while quiet: stops at once, no output', async () => {
+    for (const kind of kinds()) {
+      const out = join(dir, `out-${kind}.pcap`);
+      const a = startLive(kind, ['replay', '--in', '-', '--out', out]);
+      await new Promise((r) => setTimeout(r, 500));
+      a.child.kill('SIGINT');
+      const ra = await exitWithin(a, 15_000);
+      a.end();
+      expect(ra.code, a.stderr()).toBe(130);
+      expect(a.stderr()).toMatch(/interrupted before the capture on standard input began: nothing read, no output written/);
+      expect(existsSync(out)).toBe(false);
+
+      const b = startLive(kind, ['replay', '--node', NODE, '--in', '-', '--out', out, '--workers', '2']);
+      b.write(Buffer.concat([PCAP_HEADER, record(0)]));
+      await new Promise((r) => setTimeout(r, 1500));
+      b.child.kill('SIGTERM');
+      const rb = await exitWithin(b, 15_000);
+      b.end();
+      expect(rb.code, b.stderr()).toBe(143);
+      expect(existsSync(out)).toBe(false);
+    }
+    expect(readdirSync(dir).filter((f) => !f.startsWith('fifo-') && f !== 'probe')).toEqual([]);
+  }, 60_000);
+});
+
+describe('standard input that is a socket', () => {
+  it('reads wait in the thread: every frame still comes out, at the latest when the input ends', async () => {
+    for (const w of [1, 2]) {
+      const l = startLive('socket', ['replay', '--node', NODE, '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+      l.write(Buffer.concat([PCAP_HEADER, record(0)]));
+      await new Promise((r) => setTimeout(r, 300));
+      l.write(record(1));
+      l.end();
+      const r = await exitWithin(l, 15_000);
+      expect(r.code, l.stderr()).toBe(0);
+      expect(l.stdout().length).toBe(outBytes(2));
+    }
+  }, 60_000);
+});
