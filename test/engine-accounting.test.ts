@@ -148,7 +148,8 @@ describe('engine accounting: nodes', () => {
     const r = dpemuRun(['replay', '--node', node, '--in', input, '--out', join(dir, 'svc-out.pcap'), '--workers', '2', '--json', '--stats', stats]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/accounting\s+in = left \+ delivered \+ dropped \+ errors/);
-    expect(r.stderr).toMatch(/threads\s+main \(reader, writer\) \+ sequencer \+ 1 encoder/);
+    // With a node and 2 workers the node runs in the main thread and one thread encodes.
+    expect(r.stderr).toMatch(/threads\s+2: main \(reader, sequencer \(node [\w-]+\), writer\) \+ 1 encoder\n/);
     const j = JSON.parse(r.stdout.toString('utf8')) as Record<string, unknown>;
     expect(balanced(j)).toBe(true);
     expect(j).toMatchObject({ in: 30_000, interrupted: false, workers: 2, encoders: 1 });

@@ -33,11 +33,19 @@ export function rate(count: number, ns: number): string {
   return perSec.toFixed(0);
 }
 
-/** Two columns, left-aligned label, right-aligned value. */
+/** Labels up to this long set the value column; a longer one is followed by its value. */
+const LABEL_COLUMN = 72;
+const COUNT = /^-?[\d,]+$/;
+
+/**
+ * Two columns: labels left-aligned, values from one column on; counts right-aligned among
+ * themselves (so they line up by digit), other values (sizes, rates, sentences) left-aligned,
+ * so that one sentence does not push every number to the far right.
+ */
 export function table(rows: [string, string][], indent = '  '): string {
-  const w = Math.max(...rows.map((r) => r[0].length));
-  const v = Math.max(...rows.map((r) => r[1].length));
-  return rows.map(([a, b]) => `${indent}${a.padEnd(w)}  ${b.padStart(v)}`).join('\n');
+  const w = Math.min(LABEL_COLUMN, Math.max(...rows.map((r) => r[0].length)));
+  const v = Math.max(0, ...rows.filter((r) => COUNT.test(r[1])).map((r) => r[1].length));
+  return rows.map(([a, b]) => `${indent}${a.padEnd(w)}  ${COUNT.test(b) ? b.padStart(v) : b}`).join('\n');
 }
 
 export function isoTime(sec: number): string {

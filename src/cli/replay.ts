@@ -72,6 +72,14 @@ function onSignals(ctrl: AbortController, progress: ProgressBar | null): () => v
   };
 }
 
+/** What each thread did, from the engine's per-thread figures: "main (reader, writer) + 1 encoder". */
+function threadsText(stages: readonly { stage: string }[]): string {
+  if (stages.length <= 1) return '1 (everything in the main thread)';
+  const encoders = stages.filter((s) => s.stage.startsWith('encoder')).length;
+  const others = stages.filter((s) => !s.stage.startsWith('encoder')).map((s) => s.stage);
+  return `${stages.length}: ${others.join(' + ')}${encoders > 0 ? ` + ${encoders} encoder${encoders === 1 ? '' : 's'}` : ''}`;
+}
+
 export async function runReplay(opts: ReplayCliOptions): Promise<void> {
   const format = outputFormat(opts.out, opts.format);
   const seed = Number(opts.seed);
@@ -138,7 +146,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
         ] as [string, string][])),
     ['accounting', acct.balanced() ? 'in = left + delivered + dropped + errors' : `UNBALANCED: ${int(acct.in)} in, ${int(acct.left + acct.delivered + acct.droppedTotal() + acct.errorsTotal())} accounted for`],
     ['rate', `${rate(acct.in, elapsedNs)} frames/s, ${rate(acct.bytesIn, elapsedNs)}B/s, ${(elapsedNs / 1e9).toFixed(3)} s`],
-    ['threads', result.workers === 1 ? '1 (everything in the main thread)' : `main (reader, writer)${opts.node ? ' + sequencer' : ''} + ${result.encoders} encoder${result.encoders === 1 ? '' : 's'}`],
+    ['threads', threadsText(result.stages)],
     ...(interrupted ? ([['interrupted', `yes: the output holds the ${int(acct.in)} frames read before SIGINT`]] as [string, string][]) : []),
   ];
   process.stderr.write(`dpemu replay: ${opts.in} -> ${opts.out} (${format}, ${pipeline})\n${table(rows)}\n`);

@@ -705,7 +705,7 @@ async function runNodeDirect(m: MainSide, stageOpts: NodeStageOptions, outId: In
     await yielder.maybe();
   }
   stage.finish();
-  return { acct: stage.acct, interrupted, encoders: 0, stages: [mainStats(m, cpu0, t0)] };
+  return { acct: stage.acct, interrupted, encoders: 0, stages: [{ ...mainStats(m, cpu0, t0), stage: `main (reader, ${stage.name}, writer)` }] };
 }
 
 /**
