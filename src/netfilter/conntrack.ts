@@ -328,9 +328,6 @@ export class Conntrack implements ConntrackView {
   // ---- NAT extension (nf_conn_nat), used by nat.ts ----
   /** nat->masq_index: the output interface a MASQUERADE binding was made on, -1 if none. */
   masqOif: Int32Array;
-  /** Rule that set up DNAT / SNAT (NatRange.ruleRef), for comments and traces. */
-  readonly natRefDst: string[] = [];
-  readonly natRefSrc: string[] = [];
   /** nf_nat_bysource chains: heads per bucket, next per entry. */
   readonly bysrcHead: Int32Array;
   private readonly bysrcMask: number;
@@ -1471,8 +1468,6 @@ export class Conntrack implements ConntrackView {
     this.status[id] = 0;
     this.limboSeq[id] = -1;
     this.masqOif[id] = -1;
-    if (this.natRefDst[id] !== undefined) this.natRefDst[id] = '';
-    if (this.natRefSrc[id] !== undefined) this.natRefSrc[id] = '';
     this.freeNext[id] = this.freeHead;
     this.freeHead = id;
     if (this.onFree !== null) this.onFree(id);

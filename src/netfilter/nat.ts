@@ -223,10 +223,6 @@ export class Nat {
     }
     if (manip === NAT_MANIP_SRC) ct.bysrcAdd(id);
     ct.status[id]! |= doneBit;
-    if (range !== null) {
-      if (manip === NAT_MANIP_SRC) ct.natRefSrc[id] = range.ruleRef;
-      else ct.natRefDst[id] = range.ruleRef;
-    }
     if (skb.trace) {
       const kind = manip === NAT_MANIP_SRC ? 'SNAT' : 'DNAT';
       const what = range === null ? 'null binding' : `${kind} binding${range.ruleRef ? ` (${range.ruleRef}${range.how ? `, ${range.how}` : ''})` : ''}`;

@@ -973,7 +973,8 @@ export class LinuxNode implements NetfilterEnv {
           return false;
         }
       }
-      const ref = skb.natRangeSet && skb.natRange.manip === manip ? skb.natRange.ruleRef + (skb.natRange.how ? `, ${skb.natRange.how}` : '') : '';
+      // The rule that chose the binding, for the comments (a string built per connection: not without them).
+      const ref = this.commentsOn && skb.natRangeSet && skb.natRange.manip === manip ? skb.natRange.ruleRef + (skb.natRange.how ? `, ${skb.natRange.how}` : '') : '';
       if (!this.nat.setup(skb, manip)) {
         this.drop(L, `nat/${HOOK_NAMES[hook]}: no address to masquerade to on ${skb.outIf >= 0 ? this.ifaces[skb.outIf]!.name : '?'}`);
         return false;
