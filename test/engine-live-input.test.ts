@@ -44,6 +44,41 @@ function record(k: number): Buffer {
   return Buffer.concat([h, FRAME]);
 }
 
+/** A little-endian pcapng block. */
+function block(type: number, body: Buffer): Buffer {
+  const pad = Buffer.alloc((4 - (body.length % 4)) % 4);
+  const len = 12 + body.length + pad.length;
+  const h = Buffer.alloc(8);
+  h.writeUInt32LE(type, 0);
+  h.writeUInt32LE(len, 4);
+  const t = Buffer.alloc(4);
+  t.writeUInt32LE(len, 0);
+  return Buffer.concat([h, body, pad, t]);
+}
+const SHB = block(0x0a0d0d0a, Buffer.from([0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+const IDB = block(1, Buffer.from([1, 0, 0, 0, 0xff, 0xff, 0, 0]));
+const ISB = block(5, Buffer.alloc(12));
+function epb(k: number): Buffer {
+  const b = Buffer.alloc(20);
+  const us = BigInt(1_700_000_000 + k) * 1_000_000n;
+  b.writeUInt32LE(Number(us >> 32n), 4);
+  b.writeUInt32LE(Number(us & 0xffffffffn), 8);
+  b.writeUInt32LE(FRAME.length, 12);
+  b.writeUInt32LE(FRAME.length, 16);
+  return block(6, Buffer.concat([b, FRAME]));
+}
+/** Enhanced Packet Blocks among the whole blocks of a little-endian pcapng stream. */
+function epbCount(b: Buffer): number {
+  let n = 0;
+  for (let o = 0; o + 12 <= b.length; ) {
+    const len = b.readUInt32LE(o + 4);
+    if (len < 12 || o + len > b.length) break;
+    if (b.readUInt32LE(o) === 6) n++;
+    o += len;
+  }
+  return n;
+}
+
 /** Bytes of a pcap output holding n frames of FRAME's length. */
 const outBytes = (n: number): number => 24 + n * (16 + FRAME.length);
 
@@ -143,6 +178,30 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('li
       }
     }
   }, 180_000);
+
+  it('pcapng: each packet out before the next; a statistics block alone does not make the reader wait in a read (SIGINT works after it)', async () => {
+    for (const kind of kinds()) {
+      for (const w of [1, 2]) {
+        const label = `${kind}, ${w} worker(s)`;
+        const l = startLive(kind, ['replay', '--in', '-', '--out', '-', '--workers', String(w)]);
+        l.write(Buffer.concat([SHB, IDB]));
+        await new Promise((r) => setTimeout(r, 300));
+        l.write(epb(0));
+        await waitUntil(() => epbCount(l.stdout()) >= 1, 15_000, () => `packet 1 (${label}); ${l.stderr()}`);
+        l.write(Buffer.concat([epb(1), ISB]));
+        await waitUntil(() => epbCount(l.stdout()) >= 2, 15_000, () => `packet 2 (${label}); ${l.stderr()}`);
+        // A block without a packet, alone: taking it must not leave the reader in a read that
+        // waits for the next packet (which would hold SIGINT).
+        l.write(ISB);
+        await new Promise((r) => setTimeout(r, 300));
+        l.child.kill('SIGINT');
+        const r = await exitWithin(l, 15_000);
+        l.end();
+        expect(r.code, `${label}: ${l.stderr()}`).toBe(130);
+        expect(epbCount(l.stdout()), label).toBe(2);
+      }
+    }
+  }, 120_000);
 
   it('SIGINT while the producer is quiet: exit 130 at once, the output holds everything read', async () => {
     for (const kind of kinds()) {
