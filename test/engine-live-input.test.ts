@@ -179,6 +179,37 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('li
     }
   }, 180_000);
 
+  it('a steady stream (a frame every 0.5 ms, never 2 ms quiet) still goes out within a fraction of a second', async () => {
+    for (const kind of kinds()) {
+      for (const w of [1, 2]) {
+        const label = `${kind}, ${w} worker(s)`;
+        const l = startLive(kind, ['replay', '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+        l.write(PCAP_HEADER);
+        const t0 = performance.now();
+        let k = 0;
+        let outAt1s = -1;
+        let writtenAt1s = 0;
+        while (performance.now() - t0 < 1500) {
+          const due = Math.floor((performance.now() - t0) * 2);
+          const recs: Buffer[] = [];
+          for (; k < due; k++) recs.push(record(k));
+          if (recs.length > 0) l.write(Buffer.concat(recs));
+          if (outAt1s < 0 && performance.now() - t0 >= 1000) {
+            outAt1s = (l.stdout().length - 24) / (16 + FRAME.length);
+            writtenAt1s = k;
+          }
+          await new Promise((r) => setImmediate(r));
+        }
+        l.end();
+        const r = await exitWithin(l, 15_000);
+        expect(r.code, `${label}: ${l.stderr()}`).toBe(0);
+        expect(l.stdout().length, label).toBe(outBytes(k));
+        // The output is flushed at least every 50 ms (a writer buffer holds megabytes).
+        expect(outAt1s, `${label}: ${outAt1s} of ${writtenAt1s} frames out after 1 s`).toBeGreaterThan(writtenAt1s / 2);
+      }
+    }
+  }, 120_000);
+
   it('pcapng: each packet out before the next; a statistics block alone does not make the reader wait in a read (SIGINT works after it)', async () => {
     for (const kind of kinds()) {
       for (const w of [1, 2]) {
@@ -246,6 +277,21 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('li
 });
 
 describe('standard input that is a socket', () => {
+  it('reads wait in the thread, but not before what was read has gone out: a burst is out while the producer is quiet', async () => {
+    for (const w of [1, 2]) {
+      const l = startLive('socket', ['replay', '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+      l.write(Buffer.concat([PCAP_HEADER, record(0)]));
+      await waitUntil(() => l.stdout().length >= outBytes(1), 15_000, () => `frame 1 (${w} worker(s)); ${l.stderr()}`);
+      const burst: Buffer[] = [];
+      for (let k = 1; k <= 5000; k++) burst.push(record(k));
+      l.write(Buffer.concat(burst));
+      await waitUntil(() => l.stdout().length >= outBytes(5001), 15_000, () => `the burst (${w} worker(s)): ${(l.stdout().length - 24) / (16 + FRAME.length)} of 5001 frames out`);
+      l.end();
+      const r = await exitWithin(l, 15_000);
+      expect(r.code, l.stderr()).toBe(0);
+    }
+  }, 60_000);
+
   it('reads wait in the thread: every frame still comes out, at the latest when the input ends', async () => {
     for (const w of [1, 2]) {
       const l = startLive('socket', ['replay', '--node', NODE, '--in', '-', '--out', '-', '--format', 'pcap', '--workers', String(w)]);

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE } from './errors.js';
+import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_USAGE } from './errors.js';
 import { runReplay } from './replay.js';
 import { defaultWorkers } from '../engine/pipeline.js';
 import { runInfo } from './info.js';
@@ -107,7 +107,3 @@ export async function main(argv: string[]): Promise<number> {
 
 const code = await main(process.argv);
 process.exitCode = code;
-// Interrupted while waiting for a live input (a pipe): its read is still in flight in libuv's
-// thread pool and would keep the process alive until the producer writes or closes. Everything
-// dpemu writes to its output and to stdout/stderr is written synchronously by then.
-if (code === EXIT_INTERRUPTED) process.exit(code);

@@ -153,6 +153,8 @@ const DEFAULT_BATCH = 4096;
  * writing steadily (cat file | dpemu) is read without a flush per pipe buffer.
  */
 const IDLE_MS = 2;
+/** A live input's output is flushed at least this often (ms), however steady the stream. */
+const FLUSH_MS = 50;
 const DEFAULT_SLOT_DATA = 1 << 20;
 const IN_SLOTS = 4;
 const EPB_OVERHEAD = 64;
@@ -194,6 +196,8 @@ class MainSide {
    * drain their slots, the writer flushes) before the reader waits for the producer.
    */
   idle = false;
+  /** performance.now() of the last flush of a live input's output (inputReady). */
+  private lastFlush = 0;
   waitNs = 0;
   /** Identity, pcapng: interfaces to add to the output before the slot with this sequence number. */
   readonly pendingIfaces: { seq: number; iface: OutputInterface }[] = [];
@@ -286,10 +290,7 @@ class MainSide {
       }
       this.framesRead += n;
     }
-    const dt = Number(process.hrtime.bigint() - t0);
-    this.readNs += dt;
-    // A socket's read waited for the producer: what it brought goes out before the next one.
-    if (dt > IDLE_MS * 1e6 && this.reader.live && !this.reader.pollable) this.idle = true;
+    this.readNs += Number(process.hrtime.bigint() - t0);
     return n;
   }
 
@@ -302,17 +303,18 @@ class MainSide {
    * layouts keep writing their slots meanwhile), then the output is flushed, so that a reader
    * of the output (wireshark -k -i -) sees the end of a burst at once and not when the next
    * packet comes, and the wait goes on as long as the producer likes. False as well when
-   * interrupted. A socket (no such wait: its reads wait in the thread) is idle after a read
-   * that waited more than IDLE_MS (readBatch): drained and flushed before the next read.
+   * interrupted. A steady stream is never idle: its output is flushed every FLUSH_MS. A socket
+   * (it cannot be read without waiting: its reads wait in the thread) is drained and flushed
+   * before each read that has to wait.
    */
   async inputReady(drained: boolean): Promise<boolean> {
     const r = this.reader;
     if (!r.live) return true;
+    if (performance.now() - this.lastFlush >= FLUSH_MS) this.flushOut();
     if (!r.pollable) {
-      if (!this.idle) return true;
+      if (r.hasRecord()) return true;
       if (!drained) return false;
-      this.writer?.flush();
-      this.idle = false;
+      this.flushOut();
       return true;
     }
     const signal = this.opts.signal;
@@ -324,13 +326,19 @@ class MainSide {
         this.idle = true;
       }
       if (!drained) return false;
-      this.writer?.flush();
+      this.flushOut();
       const ok = await r.waitRecord(Infinity, signal);
       if (ok) this.idle = false;
       return ok;
     } finally {
       this.waitNs += Number(process.hrtime.bigint() - t0);
     }
+  }
+
+  /** A live input's output so far goes to the file (or pipe) now. */
+  private flushOut(): void {
+    this.writer?.flush();
+    this.lastFlush = performance.now();
   }
 
   /**

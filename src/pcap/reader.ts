@@ -135,14 +135,17 @@ const BYTE_ORDER_MAGIC_SWAPPED = 0x4d3c2b1a;
 const LIVE_HEAD = 65536;
 
 /**
- * Bytes the file header of a capture starting with the n bytes in b needs: 24 for pcap (and
- * for what is not a capture: the constructor says so), the Section Header Block's length for
- * pcapng (at least 28), 12 while that is unknown.
+ * Bytes the file header of a capture starting with the n bytes in b needs: 24 for pcap (28 for
+ * Ixia's; 24 too for what is not a capture: the constructor says so), the Section Header
+ * Block's length for pcapng (at least 28), 12 while that is unknown.
  */
 function liveHeaderLength(b: Uint8Array, n: number): number {
   if (n < 4) return 24;
   const dv = new DataView(b.buffer, b.byteOffset, n);
-  if (dv.getUint32(0, true) !== BT_SHB) return 24;
+  const m = dv.getUint32(0, true);
+  const mb = dv.getUint32(0, false);
+  if (m === PCAP_IXIAHW_MAGIC || m === PCAP_IXIASW_MAGIC || mb === PCAP_IXIAHW_MAGIC || mb === PCAP_IXIASW_MAGIC) return 28;
+  if (m !== BT_SHB) return 24;
   if (n < 12) return 12;
   const magic = dv.getUint32(8, true);
   const le = magic === BYTE_ORDER_MAGIC ? true : magic === BYTE_ORDER_MAGIC_SWAPPED ? false : null;
@@ -372,6 +375,13 @@ export class CaptureReader {
    * the thread, but a process cannot exit while one of those waits.)
    */
   private nbFd = -1;
+  /**
+   * wantsData's last pcapng scan: from file offset scanFrom (the parse position then) it got to
+   * the incomplete block at scanAt, in byte order scanLe (-1: none).
+   */
+  private scanFrom = -1;
+  private scanAt = 0;
+  private scanLe = true;
 
   // pcap state
   private recHdrLen = 16;
@@ -466,7 +476,7 @@ export class CaptureReader {
       // a socket, or no /proc: reads that wait in the thread
     }
     if (nb < 0) return CaptureReader.fromFd(fd, name, opts);
-    const bytes = new Uint8Array(LIVE_HEAD);
+    let bytes = new Uint8Array(LIVE_HEAD);
     let n = 0;
     let eof = false;
     let quiet = -1; // when the producer went quiet (performance.now())
@@ -474,8 +484,14 @@ export class CaptureReader {
       // The whole file header: pcap's 24 bytes, or the Section Header Block (its length at 4).
       for (;;) {
         const need = liveHeaderLength(bytes, n);
-        // (An SHB longer than LIVE_HEAD, or a bogus length: the constructor reads on, or says so.)
-        if (n >= need || eof || n === bytes.length) break;
+        if (n >= need || eof) break;
+        if (n === bytes.length) {
+          // A long Section Header Block; a bogus length beyond MAX_BLOCK_SIZE: the constructor says so.
+          if (need > MAX_BLOCK_SIZE) break;
+          const b = new Uint8Array(need);
+          b.set(bytes);
+          bytes = b;
+        }
         let got: number;
         try {
           got = readSync(nb, bytes, n, bytes.length - n, null);
@@ -633,6 +649,14 @@ export class CaptureReader {
       if (quiet >= ms) return false;
       if (!(await sleepUnless(Math.min(pollDelay(quiet), ms - quiet), signal))) return false;
     }
+  }
+
+  /**
+   * Whether next() can return a record (or report the end or damage) from what is buffered,
+   * without a read (a read of a live input may wait for the producer).
+   */
+  hasRecord(): boolean {
+    return !this.wantsData();
   }
 
   /** Whether waitRecord can wait for this input with the thread free. */
@@ -836,11 +860,21 @@ export class CaptureReader {
       return incl <= this.maxCaplen && avail < hl + incl;
     }
     // pcapng: complete blocks that carry no packet (IDB, ISB, NRB, ...) do not make a record;
-    // look past them, or next() would read (and wait) after taking them.
+    // look past them, or next() would read (and wait) after taking them. A live input asks
+    // again after every read: go on from where the last scan from this position stopped.
     let q = p;
     let le = this.sle;
+    if (this.scanFrom === this.bufStart + p) {
+      q = this.scanAt - this.bufStart;
+      le = this.scanLe;
+    }
     for (;;) {
-      if (this.end - q < 12) return true;
+      if (this.end - q < 12) {
+        this.scanFrom = this.bufStart + p;
+        this.scanAt = this.bufStart + q;
+        this.scanLe = le;
+        return true;
+      }
       const type = dv.getUint32(q, le);
       if (type === BT_SHB) {
         const magic = dv.getUint32(q + 8, true);
@@ -850,7 +884,12 @@ export class CaptureReader {
       }
       const len = pad4(dv.getUint32(q + 4, le));
       if (len < 12 || len > MAX_BLOCK_SIZE) return false; // damage: next() reports it
-      if (this.end - q < len) return true;
+      if (this.end - q < len) {
+        this.scanFrom = this.bufStart + p;
+        this.scanAt = this.bufStart + q;
+        this.scanLe = le;
+        return true;
+      }
       if (type === BT_EPB || type === BT_SPB || type === BT_PB) return false;
       q += len;
     }
