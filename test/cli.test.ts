@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dpemu, ROOT } from './support/cli.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, dpemu, ROOT } from './support/cli.js';
 import { genCapture } from '../src/engine/gen.js';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { RecordBatch } from '../src/pcap/types.js';
@@ -135,6 +136,18 @@ describe('dpemu command', () => {
     expect(j.protocols.tcp + j.protocols.udp).toBe(5000);
     const text = dpemu(['info', sample]);
     expect(text.stdout).toMatch(/Number of packets:\s+5,000/);
+    // '-': standard input (a pipe: no size but the bytes it gave).
+    const piped = spawnSync('sh', ['-c', `cat "$1" | "$2" "$3" info - --json`, 'sh', sample, process.execPath, CLI], { encoding: 'utf8' });
+    expect(piped.status, piped.stderr).toBe(0);
+    expect({ ...JSON.parse(piped.stdout), file: sample }).toEqual(j);
+  });
+
+  it('a reader of standard output that goes away (| head) ends the command quietly', () => {
+    for (const args of ['--help', 'info --help', `info ${sample} --json`]) {
+      const r = spawnSync('bash', ['-c', `set -o pipefail; "$1" "$2" ${args} | head -c 1 >/dev/null`, 'bash', process.execPath, CLI], { encoding: 'utf8' });
+      expect(r.stderr, args).not.toMatch(/EPIPE|\n\s+at /);
+      expect(r.status, `${args}: ${r.stderr}`).toBe(0);
+    }
   });
 
   it('runs the README commands on the sample edge node', () => {

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_USAGE } from './errors.js';
+import { describeError, exitCodeFor, EXIT_CODES_HELP, EXIT_OUTPUT, EXIT_USAGE } from './errors.js';
 import { runReplay } from './replay.js';
 import { defaultWorkers } from '../engine/pipeline.js';
 import { runInfo } from './info.js';
@@ -81,7 +81,7 @@ ${EXIT_CODES_HELP}`)
   program
     .command('info')
     .description('Describe a capture: format, link types, interfaces, packets, time span, protocols')
-    .argument('<file>', 'capture file (pcap or pcapng)')
+    .argument('<file>', 'capture file (pcap or pcapng), - for standard input')
     .option('--json', 'print as JSON', false)
     .addOption(new Option('--on-damage <mode>', 'a damaged pcapng block: stop there, or skip to the next valid block').choices(['stop', 'skip']).default('stop'))
     .addHelpText('after', `\n${EXIT_CODES_HELP}`)
@@ -104,6 +104,16 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodeFor(e);
   }
 }
+
+// A reader of standard output that went away (`dpemu --help | head`, `dpemu info x --json |
+// head -c 10`): stop quietly as other tools do, not with an unhandled 'error' event and a
+// stack trace. (The capture written by `replay --out -` goes through its own writer, which
+// reports a broken pipe as an output error, exit 4.)
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  process.stderr.write(`dpemu: standard output: ${e.message}\n`);
+  process.exit(EXIT_OUTPUT);
+});
 
 const code = await main(process.argv);
 process.exitCode = code;

@@ -30,7 +30,8 @@ export interface CaptureInfo {
 }
 
 export function captureInfo(path: string, onDamage: 'stop' | 'skip' = 'stop'): CaptureInfo {
-  const reader = CaptureReader.open(path, { onDamage });
+  // '-': standard input, read to its end (a pipe from tcpdump -w - ... as well as a file).
+  const reader = path === '-' ? CaptureReader.fromFd(0, '<stdin>', { onDamage }) : CaptureReader.open(path, { onDamage });
   const batch = new RecordBatch(4096);
   const view = new PacketView();
   const perIface: number[] = [];
@@ -101,7 +102,8 @@ export function captureInfo(path: string, onDamage: 'stop' | 'skip' = 'stop'): C
     format: reader.format === 'pcap' ? `pcap (libpcap), version ${reader.sections[0]?.major ?? 2}.${reader.sections[0]?.minor ?? 4}` : `pcapng, ${reader.sections.length} section(s)`,
     byteOrder: reader.littleEndian ? 'little-endian' : 'big-endian',
     timestampResolution: reader.format === 'pcap' ? pcapRes : 'per interface',
-    fileSize: reader.fileSize,
+    // A pipe has no size: the bytes it gave.
+    fileSize: reader.fileSize >= 0 ? reader.fileSize : reader.bytesConsumed,
     sections: reader.sections.length,
     interfaces: reader.interfaces.map((i) => ({
       id: i.id,
