@@ -149,8 +149,11 @@ export class Procs {
     return this.supportsWorkers() ? ['--workers', String(n)] : [];
   }
 
-  /** `dpemu replay ARGS --stats F`; checks the accounting against `expect`. */
-  dpemu(args: string[], expect: { in: number; left?: number }): ProcResult {
+  /**
+   * `dpemu replay ARGS --stats F`; checks the accounting against `expect`. With `pipeFrom`, the
+   * capture comes through a pipe (`cat FILE | dpemu replay --in - ...`), as from tcpdump -w -.
+   */
+  dpemu(args: string[], expect: { in: number; left?: number }, pipeFrom?: string): ProcResult {
     const timeout = childTimeoutMs(expect.in);
     const n = this.seq++;
     const statsPath = this.ws.out(`stats-${n}.json`);
@@ -158,7 +161,9 @@ export class Procs {
     removeOutput(args[args.indexOf('--out') + 1]);
     const t0 = process.hrtime.bigint();
     const quiet = /--no-progress\b/.test(this.replayHelp()) ? ['--no-progress'] : [];
-    const r = spawnSync(process.execPath, ['--import', this.probe, this.cli, 'replay', ...args, ...quiet, '--stats', statsPath], {
+    const argv = ['--import', this.probe, this.cli, 'replay', ...args, ...quiet, '--stats', statsPath];
+    const [cmd, cmdArgs] = pipeFrom === undefined ? [process.execPath, argv] : ['sh', ['-c', 'f=$1; shift; cat "$f" | exec "$@"', 'sh', pipeFrom, process.execPath, ...argv]];
+    const r = spawnSync(cmd, cmdArgs, {
       encoding: 'utf8',
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, DPEMU_BENCH_RSS: rssPath },

@@ -260,14 +260,15 @@ if (only.has('e2e') && mixed) {
 
 const procs = new Procs(ws, BUILD_ROOT);
 const procCases: WallCase[] = [];
-const dpemuCase = (name: string, cap: Capture, args: string[], left: boolean, rows: WallCase['rows']): WallCase => ({
+/** A dpemu run over `cap`: `--in FILE`, or with `pipe` `cat FILE | dpemu replay --in -`. */
+const dpemuCase = (name: string, cap: Capture, args: string[], left: boolean, rows: WallCase['rows'], pipe = false): WallCase => ({
   name,
   frames: cap.frames,
   bytes: cap.bytes,
   rows,
   warm: () => warmPageCache(cap.path),
   run: (): WallSample => {
-    const r = procs.dpemu(['--in', cap.path, ...args], { in: cap.frames, left: left ? cap.frames : undefined });
+    const r = procs.dpemu(['--in', pipe ? '-' : cap.path, ...args], { in: cap.frames, left: left ? cap.frames : undefined }, pipe ? cap.path : undefined);
     return { fn: r.fnNs!, wall: r.wallNs, rssMB: r.rssMB, cpuNs: r.cpuNs } as WallSample;
   },
 });
@@ -296,6 +297,16 @@ if (only.has('e2e') && mixed && svc) {
       ]),
     );
   }
+  // Standard input from a pipe (tcpdump -w - | dpemu replay --in -): read without waiting and
+  // polled while the producer is quiet (CaptureReader.fromFdLive); here cat is never quiet.
+  procCases.push(
+    dpemuCase('identity replay from a pipe, 1 worker', mixed, ['--out', ws.out('identity-pipe.pcap'), ...procs.workers(1)], false, [
+      { key: 'fn', id: 'e2e-identity-pipe', section: 'e2e', name: 'identity replay, `cat FILE | dpemu replay --in -`, 1 worker: replay function', method: 'hrtime' },
+    ], true),
+    dpemuCase('full node pipeline from a pipe, 1 worker', svc, ['--node', fullYamlPath, '--out', ws.out('node-pipe.pcap'), ...procs.workers(1)], true, [
+      { key: 'fn', id: 'e2e-node-pipe', section: 'e2e', name: 'full node pipeline, `cat FILE | dpemu replay --in -`, 1 worker: replay function', method: 'hrtime' },
+    ], true),
+  );
   results.push(pendingRow('e2e-reference-flows', 'e2e', 'reference flows of the reference architecture', 'no topology yet (src/topology and src/render are empty); each flow gets a row as it lands'));
 }
 
