@@ -15,7 +15,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFrame } from './support/frames.js';
+import { buildFrame, pcapFileHeader } from './support/frames.js';
 import { CLI, ROOT } from './support/cli.js';
 
 const NODE = join(ROOT, 'pcaps', 'edge-node.yaml');
@@ -26,15 +26,7 @@ const FRAME = buildFrame({
   ip: { src: '10.0.1.10', dst: '8.8.8.8' },
   l4: { kind: 'udp', sport: 40000, dport: 53, payload: 'live' },
 });
-const PCAP_HEADER = (() => {
-  const b = Buffer.alloc(24);
-  b.writeUInt32LE(0xa1b2c3d4, 0);
-  b.writeUInt16LE(2, 4);
-  b.writeUInt16LE(4, 6);
-  b.writeUInt32LE(65535, 16);
-  b.writeUInt32LE(1, 20);
-  return b;
-})();
+const PCAP_HEADER = pcapFileHeader({ snaplen: 65535 });
 
 function record(k: number): Buffer {
   const h = Buffer.alloc(16);

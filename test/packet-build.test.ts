@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { pcapFileHeader } from './support/frames.js';
 import {
   PacketView,
   PARSE_OK,
@@ -73,13 +74,7 @@ afterAll(() => {
 
 /** A minimal pcap (little-endian, microseconds): 24-byte header, 16-byte record headers. */
 function writePcap(path: string, linktype: number, frames: Uint8Array[]): void {
-  const hdr = Buffer.alloc(24);
-  hdr.writeUInt32LE(0xa1b2c3d4, 0);
-  hdr.writeUInt16LE(2, 4);
-  hdr.writeUInt16LE(4, 6);
-  hdr.writeUInt32LE(262144, 16);
-  hdr.writeUInt32LE(linktype, 20);
-  const parts: Buffer[] = [hdr];
+  const parts: Buffer[] = [pcapFileHeader({ linktype })];
   frames.forEach((f, i) => {
     const r = Buffer.alloc(16);
     r.writeUInt32LE(1_700_000_000 + i, 0);

@@ -36,6 +36,7 @@ import * as path from 'node:path';
 import { CaptureError } from '../src/pcap/errors.js';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { RecordBatch } from '../src/pcap/types.js';
+import { pcapFileHeader } from './support/frames.js';
 
 let tmp: string;
 beforeAll(() => {
@@ -47,13 +48,7 @@ afterAll(() => {
 
 function pcap(count: number, len: (i: number) => number): string {
   const parts: Buffer[] = [];
-  const hdr = Buffer.alloc(24);
-  hdr.writeUInt32LE(0xa1b2c3d4, 0);
-  hdr.writeUInt16LE(2, 4);
-  hdr.writeUInt16LE(4, 6);
-  hdr.writeUInt32LE(65535, 16);
-  hdr.writeUInt32LE(1, 20);
-  parts.push(hdr);
+  parts.push(pcapFileHeader({ snaplen: 65535 }));
   for (let i = 0; i < count; i++) {
     const l = len(i);
     const r = Buffer.alloc(16 + l);

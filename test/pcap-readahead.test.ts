@@ -23,6 +23,7 @@ import { CaptureWriter } from '../src/pcap/writer.js';
 import { runEngine, type EngineOptions, type PipelineSpec } from '../src/engine/pipeline.js';
 import { loadNodeConfig } from '../src/elements/linux/config.js';
 import { genServiceCapture, writeServiceNode } from './support/engine.js';
+import { pcapFileHeader } from './support/frames.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const corpus = path.resolve(repo, '../shared/corpus');
@@ -135,13 +136,7 @@ function corpusFiles(): string[] {
 
 function pcapRecords(count: number, len: (i: number) => number, nsec = false): Uint8Array {
   const recs: Uint8Array[] = [];
-  const hdr = Buffer.alloc(24);
-  hdr.writeUInt32LE(nsec ? 0xa1b23c4d : 0xa1b2c3d4, 0);
-  hdr.writeUInt16LE(2, 4);
-  hdr.writeUInt16LE(4, 6);
-  hdr.writeUInt32LE(262144, 16);
-  hdr.writeUInt32LE(1, 20);
-  recs.push(hdr);
+  recs.push(pcapFileHeader({ ns: nsec }));
   for (let i = 0; i < count; i++) {
     const l = len(i);
     const r = Buffer.alloc(16 + l);

@@ -359,3 +359,17 @@ export function buildVxlanFrame(s: VxlanFrameSpec): Uint8Array {
   vx.set(s.inner, 8);
   return buildFrame({ srcMac: s.srcMac, dstMac: s.dstMac, ip: s.ip, l4: { kind: 'udp', sport: s.sport, dport: s.dport, payload: vx, checksum: s.checksum ?? 'auto' } });
 }
+
+/**
+ * A pcap file header (little-endian, version 2.4), built by hand so that tests do not rely on
+ * the writer under test: magic for micro- or nanoseconds, snaplen, link type.
+ */
+export function pcapFileHeader(opts: { ns?: boolean; snaplen?: number; linktype?: number } = {}): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeUInt32LE(opts.ns ? 0xa1b23c4d : 0xa1b2c3d4, 0);
+  b.writeUInt16LE(2, 4);
+  b.writeUInt16LE(4, 6);
+  b.writeUInt32LE(opts.snaplen ?? 262144, 16);
+  b.writeUInt32LE(opts.linktype ?? 1, 20);
+  return b;
+}
