@@ -666,12 +666,7 @@ export class CaptureReader {
 
   /** Live: take what the producer has written, without waiting; false when there is nothing. */
   private readNow(): boolean {
-    if (this.pos > 0) {
-      if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
-      this.bufStart += this.pos;
-      this.end -= this.pos;
-      this.pos = 0;
-    }
+    this.toFront();
     // A record longer than the buffer (wantsData bounds its length).
     if (this.end === this.buf.length) this.grow(2 * this.buf.length);
     try {
@@ -740,12 +735,7 @@ export class CaptureReader {
       else if (this.raState === RA_INFLIGHT) this.raState = RA_STALE;
       if (this.end - this.pos >= need) return true;
     }
-    if (this.pos > 0) {
-      if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
-      this.bufStart += this.pos;
-      this.end -= this.pos;
-      this.pos = 0;
-    }
+    this.toFront();
     if (need > this.buf.length) this.grow(need);
     while (this.end < need && !this.eof) {
       const got = this.readInto(this.end, this.buf.length - this.end);
@@ -794,12 +784,7 @@ export class CaptureReader {
       return;
     }
     if (2 * t > this.raHead) this.raHead = 2 * t;
-    if (this.pos > 0) {
-      this.buf.copyWithin(0, this.pos, this.end);
-      this.bufStart += this.pos;
-      this.end = t;
-      this.pos = 0;
-    }
+    this.toFront();
     if (need > this.buf.length) this.grow(need);
     const k = Math.min(ce - cs, this.buf.length - this.end);
     this.buf.set(sp.subarray(cs, cs + k), this.end);
@@ -893,6 +878,15 @@ export class CaptureReader {
       if (type === BT_EPB || type === BT_SPB || type === BT_PB) return false;
       q += len;
     }
+  }
+
+  /** Move the unread tail [pos, end) to the front of the buffer (no records may be held in it). */
+  private toFront(): void {
+    if (this.pos === 0) return;
+    if (this.end > this.pos) this.buf.copyWithin(0, this.pos, this.end);
+    this.bufStart += this.pos;
+    this.end -= this.pos;
+    this.pos = 0;
   }
 
   private grow(need: number): void {
