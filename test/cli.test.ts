@@ -7,7 +7,7 @@ import { CLI, dpemu, ROOT } from './support/cli.js';
 import { genCapture } from '../src/engine/gen.js';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { RecordBatch } from '../src/pcap/types.js';
-import { int } from '../src/cli/format.js';
+import { int, table } from '../src/cli/format.js';
 
 let dir: string;
 let sample: string;
@@ -140,6 +140,21 @@ describe('dpemu command', () => {
     const piped = spawnSync('sh', ['-c', `cat "$1" | "$2" "$3" info - --json`, 'sh', sample, process.execPath, CLI], { encoding: 'utf8' });
     expect(piped.status, piped.stderr).toBe(0);
     expect({ ...JSON.parse(piped.stdout), file: sample }).toEqual(j);
+  });
+
+  it('the summary table: counts right-aligned among themselves, other values from the value column on', () => {
+    const t = table([
+      ['in', '9 frames, 603 B'],
+      ['dropped', '1,234'],
+      ['  a long drop reason that sets the label column', '5'],
+      ['accounting', 'in = left + delivered + dropped + errors'],
+    ]).split('\n');
+    const col = 2 + '  a long drop reason that sets the label column'.length + 2;
+    expect(t[0]!.indexOf('9 frames')).toBe(col);
+    expect(t[3]!.indexOf('in = left')).toBe(col);
+    // The counts end in the same column, that of the widest count.
+    expect(t[1]!.length).toBe(col + 5);
+    expect(t[2]!.length).toBe(col + 5);
   });
 
   it('a reader of standard output that goes away (| head) ends the command quietly', () => {
