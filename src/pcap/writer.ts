@@ -23,6 +23,7 @@ import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
 import { copyBytes, WORD_COPY_MAX } from '../util/bytes.js';
+import { Utf8Cache } from './utf8-cache.js';
 import { BT_EPB, OPT_COMMENT, OPT_ENDOFOPT, OPT_EPB_FLAGS, pad4, putEpbFlags, putEpbHead, putNgTimestamp, putPcapRecordHeader } from './records.js';
 
 export interface WriterOptions {
@@ -151,6 +152,8 @@ export class CaptureWriter {
   private readonly ng: boolean;
   private readonly ns: boolean;
   private readonly interfaces: OutputInterface[] = [];
+  /** Encoded comments (the node repeats a connection's comment strings on every packet). */
+  private readonly utf8 = new Utf8Cache();
   private nIf = 0;
   /** Effective snaplen per interface id (0 = no limit, pcapng only). */
   private snaplens = new Uint32Array(8);
@@ -853,7 +856,7 @@ export class CaptureWriter {
     this.copyFrame(buf, sdv, off, caplen, pos + 28);
     clearPadding(dv, pos + 28, caplen);
     let p = pos + 28 + padded;
-    for (let k = 0; k < n; k++) p = this.putStringOpt(p, OPT_COMMENT, one ? comment : comment[k]!);
+    for (let k = 0; k < n; k++) p = this.putCommentOpt(p, one ? comment : comment[k]!);
     if (flags !== 0) p = putEpbFlags(dv, p, flags);
     dv.setUint32(p, OPT_ENDOFOPT, true);
     p += 4;
@@ -927,6 +930,22 @@ export class CaptureWriter {
     this.dv.setUint32(start + 4, blockLen, true);
     this.dv.setUint32(p, blockLen, true);
     this.pos = p + 4;
+  }
+
+  /** A comment option at p: putStringOpt's bytes, from the cache of encoded comments (utf8-cache.ts). */
+  private putCommentOpt(p: number, s: string): number {
+    const bytes = this.utf8.get(s);
+    if (bytes === null) return this.putStringOpt(p, OPT_COMMENT, s);
+    const out = this.out;
+    const v = p + 4;
+    const len = bytes.length;
+    out.set(bytes, v);
+    const padded = pad4(len);
+    for (let k = len; k < padded; k++) out[v + k] = 0;
+    const dv = this.dv;
+    dv.setUint16(p, OPT_COMMENT, true);
+    dv.setUint16(p + 2, len, true);
+    return v + padded;
   }
 
   /**
