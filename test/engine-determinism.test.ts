@@ -26,11 +26,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const WORKERS = [1, 2, 4];
 
 /** Replay with each worker count; every output must equal the first. Returns the outputs. */
-function acrossWorkers(name: string, args: string[], ext: string, extra: string[] = []): string[] {
+function acrossWorkers(name: string, args: string[], ext: string, extra: string[] = [], env?: NodeJS.ProcessEnv): string[] {
   const outs: string[] = [];
   for (const w of WORKERS) {
     const out = join(dir, `${name}-w${w}${ext}`);
-    const r = dpemuRun(['replay', ...args, '--out', out, '--workers', String(w), '--json', ...extra]);
+    const r = dpemuRun(['replay', ...args, '--out', out, '--workers', String(w), '--json', ...extra], { env });
     expect(r.status, `${name} --workers ${w}: ${r.stderr}`).toBe(0);
     expect(balanced(JSON.parse(r.stdout.toString('utf8'))), `${name} --workers ${w}: accounting`).toBe(true);
     outs.push(out);
@@ -91,6 +91,16 @@ describe('engine determinism', () => {
     // The identity pipeline writes the input back, byte for byte (pcap in, pcap out).
     const ids = acrossWorkers('svc-identity', ['--in', input], '.pcap');
     expect(sameBytes(ids[0]!, input)).toBe(true);
+  });
+
+  it('node comments through a comment arena reset every few dozen connections: the same bytes with 1, 2 and 4 workers', () => {
+    const input = join(dir, 'svc-30k.pcap');
+    genServiceCapture(input, 30_000);
+    const node = writeServiceNode(dir);
+    // 4 KiB holds ~20 comment blocks of ~200 bytes: thousands of connections reset it hundreds of times.
+    const outs = acrossWorkers('svc-arena', ['--node', node, '--in', input, '--seed', '3'], '.pcapng', [], { DPEMU_COMMENT_ARENA: '4096' });
+    const recs = readRecords(outs[0]!);
+    expect(recs.comments.filter((c) => c !== undefined && c.some((t) => t.startsWith('DNAT '))).length).toBeGreaterThan(20_000);
   });
 
   it('pcapng with interfaces defined mid-file, comments and flags: the same bytes with 1, 2 and 4 workers', () => {

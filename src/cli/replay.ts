@@ -103,6 +103,8 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     workers,
     // Undocumented, for measurements: the number of encoder threads.
     encoders: process.env.DPEMU_ENCODERS !== undefined ? Number(process.env.DPEMU_ENCODERS) : undefined,
+    // Undocumented, for tests: the size of the comment arena (small: it is reset often).
+    commentArena: process.env.DPEMU_COMMENT_ARENA !== undefined ? Number(process.env.DPEMU_COMMENT_ARENA) : undefined,
     signal: ctrl.signal,
     onProgress: progress ? (p: Parameters<ProgressBar['update']>[0]) => progress.update(p) : undefined,
   };

@@ -69,6 +69,7 @@ import {
 } from './slots.js';
 import { describeFailure, Encoder, failureOf, faultFromEnv, InputFiller, outputInterfaceId, RecordSink, StageError, StallError, StallWatch, threadCpuMs, type Fault } from './stages.js';
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
+import { CommentArena } from './comment-arena.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
 
 /** A problem with the options (reported as a usage error). */
@@ -106,6 +107,8 @@ export interface EngineOptions {
   encoders?: number;
   /** Bytes of frame data per slot (default 1 MiB); larger records get a slot of their own size. */
   slotData?: number;
+  /** Bytes of the comment arena shared with the encoders (node pipeline, sequencer in the main thread; default 4 MiB). */
+  commentArena?: number;
   /**
    * Node pipeline with workers ≥ 2: where the sequencer (the node) runs. 'main' (default): in
    * the calling thread, with the reader and the writer, the workers encode; 'worker': a thread
@@ -576,7 +579,8 @@ class Yielder {
  * so whatever the input (other variants, pcapng), the bytes written are writeRecord's.
  *
  * Frames from elsewhere (the node's level buffers: tunnels, reassembly, ICMP errors) and frames
- * with comments (the node reuses its notes array) are written at once, after the pending ones,
+ * with comments (CaptureWriter.writeRecord encodes them; its cache of encoded comments makes a
+ * connection's repeated comments cheap) are written at once, after the pending ones,
  * so the output keeps the node's order. Exported for tests.
  */
 export class WriterSink implements FrameSinkAt {
@@ -1032,6 +1036,8 @@ async function runNodeMain(
   const c = ctl.c;
   const { inRefs, outRefs, inSlots, outSlots } = makeRings(R, D, P, O);
   const refs = new Int32Array(P);
+  // The node's comments go to the encoders through the arena, not copied into each record.
+  const arena = new CommentArena(m.opts.commentArena);
 
   const { Piscina } = await import('piscina');
   const pool = new Piscina({ filename: workerFile(), minThreads: K, maxThreads: K, idleTimeout: 60_000, atomics: 'disabled' });
@@ -1041,7 +1047,7 @@ async function runNodeMain(
   for (let e = 0; e < K; e++) {
     const ch = new MessageChannel();
     ports.push(ch.port1);
-    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs };
+    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs, comments: arena.sab };
     tasks.push({ name: `encoder ${e + 1}`, frameCell: ctl.encFrame(e), promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
   }
   const { settled, all } = watchTasks(tasks, ctl);
@@ -1073,11 +1079,10 @@ async function runNodeMain(
       stall.progress();
     }
   };
-  /** The next output slot, once written (synchronous: called from the node's walk). */
-  const acquire = (): Slot => {
-    const cell = ctl.outState(oseq % O);
+  /** Write encoded slots until `done()` (synchronous: called from the node's walk). */
+  const writeUntil = (done: () => boolean): void => {
     for (;;) {
-      if (Atomics.load(c, cell) === S_FREE) break;
+      if (done()) return;
       const b = Atomics.load(c, C_MAIN_BELL);
       if (writeReady()) continue;
       if (ctl.aborted) throw new MainAborted();
@@ -1088,6 +1093,11 @@ async function runNodeMain(
       m.waitNs += Number(process.hrtime.bigint() - t1);
       stall.check(wseq < oseq, waitedFor);
     }
+  };
+  /** The next output slot, once written. */
+  const acquire = (): Slot => {
+    const cell = ctl.outState(oseq % O);
+    writeUntil(() => Atomics.load(c, cell) === S_FREE);
     const s = outSlots[oseq % O]!;
     s.reset();
     return s;
@@ -1123,6 +1133,11 @@ async function runNodeMain(
     const sink = new RecordSink(acquire(), outId, nIf, m.fmt, stage.acct, (full) => {
       publish(full);
       return acquire();
+    });
+    // Before the arena is reset: every slot that may reference it is handed over and written.
+    sink.useArena(arena, () => {
+      sink.flush();
+      writeUntil(() => wseq === oseq);
     });
     for (;;) {
       if (ctl.aborted) break;

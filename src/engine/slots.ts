@@ -32,7 +32,8 @@ export const H_TRUNCATED = 7;
 export const H_COMMENTS_DROPPED = 8;
 /**
  * Output slots of the main-thread sequencer: 1 + the input slot some of whose frames the records
- * reference in place (record aux 1), 0 when every record's bytes are in this slot's `data`.
+ * reference in place (record aux bit 0), 0 when every record's bytes are in this slot's `data`.
+ * (aux bit 1, AUX_CMT_ARENA: the record's comment block is in the comment arena.)
  */
 export const H_SRC = 9;
 const H_INTS = 16;

@@ -20,6 +20,7 @@ import { PacketView, PARSE_MALFORMED, PARSE_NON_IPV4, PARSE_TRUNCATED } from '..
 import type { CaptureInterface, RecordBatch } from '../pcap/types.js';
 import type { Accounting } from './accounting.js';
 import { commentCount, commentsBound, encodedSize, encodeRecord, putComments } from './encode.js';
+import { AUX_CMT_ARENA, CommentArena } from './comment-arena.js';
 import {
   FMT_PCAPNG,
   H_COMMENTS_DROPPED,
@@ -378,7 +379,8 @@ export class RecordSink extends OutSink {
    * The data of the input slot being walked (null: none), and 1 + its index in the input ring.
    * A frame the node sends from there (rewritten in place) is not copied: the record says where
    * it is (aux 1, H_SRC), and the caller keeps the input slot until the output slot is encoded.
-   * Comments are copied (the node reuses its notes array).
+   * Comments go through the comment arena when there is one (useArena: the record holds the
+   * block's place in the arena), else they are copied into the slot after the frame.
    */
   inData: Uint8Array | null = null;
   inSrc = 0;
@@ -396,23 +398,42 @@ export class RecordSink extends OutSink {
     s.aux[i] = aux;
   }
 
+  /**
+   * Comments shared with the encoders (comment-arena.ts), and how to wait until no output slot
+   * references the arena (before it is reset); null: comments are copied into the slots.
+   */
+  private arena: CommentArena | null = null;
+  private drainArena: (() => void) | null = null;
+
+  useArena(arena: CommentArena, drain: () => void): void {
+    this.arena = arena;
+    this.drainArena = drain;
+  }
+
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void {
     const id = this.outputId(outIf);
+    const nc = comments === null ? 0 : comments.length;
+    // First (it may hand over the current slot to drain the arena before a reset).
+    const ent = nc !== 0 && this.arena !== null ? this.arena.entry(comments!, this.drainArena!) : null;
+    const cmtAux = ent !== null ? AUX_CMT_ARENA : 0;
     let s = this.slot;
     const g = s.g;
-    const nc = comments === null ? 0 : comments.length;
     const ng = this.fmt === FMT_PCAPNG;
-    if (buf === this.inData && nc === 0) {
-      // encodedSize() without comments, flags 2.
-      const size = ng ? 44 + ((len + 3) & ~3) : 16 + len;
+    if (buf === this.inData && (nc === 0 || ent !== null)) {
+      // encodedSize() with flags 2: 44 + padded, plus the comment options (their 4-byte
+      // header and padded text; the end-of-options is in the 44).
+      const size = ng ? 44 + ((len + 3) & ~3) + (ent !== null ? ent.optBytes : 0) : 16 + len;
       let h = s.h;
       if (h[H_COUNT]! >= g.records || h[H_ENC]! + size > g.enc) {
         s = this.swap();
         h = s.h;
       }
       const i = h[H_COUNT]!;
-      this.putRecord(s, i, off, len, id, 1);
-      s.cmtLen[i] = 0;
+      this.putRecord(s, i, off, len, id, 1 | cmtAux);
+      if (ent !== null) {
+        s.cmtOff[i] = ent.off;
+        s.cmtLen[i] = ent.len;
+      } else s.cmtLen[i] = 0;
       h[H_SRC] = this.inSrc;
       h[H_ENC] = h[H_ENC]! + size;
       h[H_COUNT] = i + 1;
@@ -421,8 +442,9 @@ export class RecordSink extends OutSink {
       this.acct.bytesOut += len;
       return;
     }
-    const cb = nc !== 0 ? commentsBound(comments!) : 0;
-    const eb = ng ? EPB_MAX_OVERHEAD + len + (nc !== 0 ? cb + COMMENT_OPT_OVERHEAD * nc : 0) : 16 + len;
+    const inline = nc !== 0 && ent === null;
+    const cb = inline ? commentsBound(comments!) : 0;
+    const eb = ng ? EPB_MAX_OVERHEAD + len + (inline ? cb + COMMENT_OPT_OVERHEAD * nc : ent !== null ? ent.optBytes : 0) : 16 + len;
     let h = s.h;
     if (h[H_COUNT]! >= g.records || h[H_DATA]! + len + cb > g.data || h[H_ENC]! + eb > g.enc) {
       s = this.swap();
@@ -430,15 +452,19 @@ export class RecordSink extends OutSink {
     }
     const i = h[H_COUNT]!;
     let dpos = h[H_DATA]!;
-    this.putRecord(s, i, dpos, len, id, 0);
+    this.putRecord(s, i, dpos, len, id, cmtAux);
     s.copyIn(dpos, buf, this.dvOf(buf), off, len);
     dpos += len;
-    if (nc !== 0) {
+    if (inline) {
       const cl = putComments(s.dataBuf, dpos, g.data - dpos, comments!);
       s.cmtOff[i] = dpos;
       s.cmtLen[i] = cl;
       h[H_ENC] = h[H_ENC]! + encodedSize(this.fmt, len, 2, s.data, dpos, cl);
       dpos += cl;
+    } else if (ent !== null) {
+      s.cmtOff[i] = ent.off;
+      s.cmtLen[i] = ent.len;
+      h[H_ENC] = h[H_ENC]! + (ng ? 44 + ((len + 3) & ~3) + ent.optBytes : 16 + len);
     } else {
       s.cmtLen[i] = 0;
       // encodedSize() without comments, flags 2.
@@ -502,6 +528,16 @@ export class Encoder {
     this.view = identity ? new PacketView() : null;
   }
 
+  /** The comment arena of the node's records (comment-arena.ts), null if none. */
+  private arenaData: Uint8Array | null = null;
+  private arenaDv: DataView | null = null;
+
+  useArena(sab: SharedArrayBuffer): void {
+    const v = CommentArena.views(sab);
+    this.arenaData = v.data;
+    this.arenaDv = v.dv;
+  }
+
   /**
    * Encode every record of the slot into slot.enc (H_ENC = bytes). `src`: the input slot whose
    * frames the records with aux 1 are (RecordSink.inData), null when every record is in `slot`.
@@ -533,7 +569,11 @@ export class Encoder {
       }
       const off = slot.offset[i]!;
       const caplen = slot.caplen[i]!;
-      const inSrc = src !== null && slot.aux[i] === 1;
+      // aux of a node's output record: bit 0 frame in the input slot, AUX_CMT_ARENA comments in the arena.
+      const aux = src !== null || this.arenaData !== null ? slot.aux[i]! : 0;
+      const inSrc = src !== null && (aux & 1) !== 0;
+      const cmtArena = (aux & AUX_CMT_ARENA) !== 0;
+      const cmt = cmtArena ? this.arenaData! : data;
       if (view !== null) {
         const link = slot.link[i]!;
         const st = view.parse(data, dv, off, caplen, link & 0xffff, link >>> 16, slot.origlen[i]!);
@@ -542,7 +582,7 @@ export class Encoder {
         else if (st === PARSE_TRUNCATED) truncated++;
       }
       const cl = slot.cmtLen[i]!;
-      if (cl !== 0 && fmt !== FMT_PCAPNG) dropped += commentCount(data, slot.cmtOff[i]!, cl);
+      if (cl !== 0 && fmt !== FMT_PCAPNG) dropped += commentCount(cmt, slot.cmtOff[i]!, cl);
       try {
         p = encodeRecord(
           fmt,
@@ -558,8 +598,8 @@ export class Encoder {
           slot.tsNsec[i]!,
           slot.iface[i]!,
           slot.flags[i]!,
-          data,
-          dv,
+          cmt,
+          cmtArena ? this.arenaDv! : dv,
           slot.cmtOff[i]!,
           cl,
           nIf,

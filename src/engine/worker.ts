@@ -80,6 +80,8 @@ export interface EncoderTask extends TaskBase {
    * Its buffers can be replaced (records larger than a slot).
    */
   inSlots?: SlotRef[];
+  /** The comment arena of a sequencer in the main thread (comment-arena.ts). */
+  comments?: SharedArrayBuffer;
 }
 
 export type EngineTask = SequencerTask | EncoderTask;
@@ -274,6 +276,7 @@ function runEncoder(task: EncoderTask, ctl: Control, stats: StageStats, done: Do
   const waiter = new Waiter(c, ctl.encBell(e), ctl);
   const K = task.layout.encoders;
   const enc = new Encoder(task.fmt, task.identity, faultFromEnv(), true, ctl.f, ctl.encFrame(e));
+  if (task.comments) enc.useArena(task.comments);
   try {
     const ring = new Ring(task.slots, task.port, c, (k) => ctl.outGen(k));
     const inRing = task.inSlots ? new Ring(task.inSlots, task.port, c, (k) => ctl.inGen(k)) : null;

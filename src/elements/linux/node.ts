@@ -92,10 +92,16 @@ export const FATE_ERROR = 4;
 /** A fragment held for reassembly: its fate is decided with its datagram's (see `absorbed`). */
 export const FATE_HELD = 5;
 
-/** Receives the frames a node sends. The bytes are valid only during the call. */
+/**
+ * Receives the frames a node sends. The bytes are valid only during the call; `comments` is never
+ * changed afterwards (a sink may keep it, or key a cache on it: the same array comes back for
+ * every packet the flow memo forwards for a connection direction).
+ */
 export interface FrameSink {
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void;
 }
+
+const NO_NOTES: readonly string[] = Object.freeze([]);
 
 export interface LinuxNodeOptions {
   /** Seed of the PRNG behind statistic random, NAT port choice, hash keys. */
@@ -169,6 +175,8 @@ export class LinuxNode implements NetfilterEnv {
   private lastNeigh = -1;
   /** Comments for the frames of the current input (reused array). */
   private readonly notes: string[] = [];
+  /** The flow memo's comments of the frame memoForward sends (FrameSink: never changed). */
+  private memoNotes: readonly string[] | null = null;
 
   private readonly defrag = new Defragmenter();
   /** Per conntrack entry: the NAT binding and the rules that chose it, for output comments. */
@@ -327,6 +335,7 @@ export class LinuxNode implements NetfilterEnv {
     this.absorbed = 0;
     this.recNode = -1;
     if (this.notes.length !== 0) this.notes.length = 0;
+    this.memoNotes = null;
     const L = this.level(0);
     L.fromInput = true;
     L.fragMax = 0;
@@ -558,7 +567,10 @@ export class LinuxNode implements NetfilterEnv {
     this.writeEthernet(dv, off, memo.neigh(o));
     if (this.commentsOn) {
       const notes = memo.notesOf(node);
-      if (notes !== null) for (let i = 0; i < notes.length; i++) this.notes.push(notes[i]!);
+      if (notes !== null) {
+        if (this.notes.length === 0) this.memoNotes = notes;
+        else for (let i = 0; i < notes.length; i++) this.notes.push(notes[i]!);
+      }
     }
     this.emit(L, off, v.ipTotalLen + 14, outIf);
     return true;
@@ -927,7 +939,13 @@ export class LinuxNode implements NetfilterEnv {
     } else {
       this.framesGenerated++;
     }
-    this.sink!.frame(L.buf, off, len, outIf, this.commentsOn ? this.notes : null);
+    let notes: readonly string[] | null = null;
+    if (this.commentsOn) {
+      // The memo's own array (the same for every packet it forwards), else a copy of the walk's notes.
+      notes = this.memoNotes ?? (this.notes.length === 0 ? NO_NOTES : this.notes.slice());
+      this.memoNotes = null;
+    }
+    this.sink!.frame(L.buf, off, len, outIf, notes);
   }
 
   // ---- netfilter glue -----------------------------------------------------------------------
