@@ -326,10 +326,10 @@ if (only.has('compare') && mixed) {
     ]),
   );
   if (procs.supportsWorkers()) {
-    // What a user gets by default: as many workers as cores.
+    // What a user gets without --workers (dpemu picks: one thread for pcap output, autoWorkers).
     procCases.push(
       dpemuCase('dpemu rewrite, default workers', cap, ['--node', rewritePath, '--out', ws.out('dpemu-rewrite-default.pcap')], true, [
-        { key: 'fn', id: 'compare-dpemu-default-fn', section: 'compare', name: `dpemu, same, default --workers (${cpus().length} cores): replay function`, method: 'hrtime', rss: true },
+        { key: 'fn', id: 'compare-dpemu-default-fn', section: 'compare', name: `dpemu, same, default --workers (${cpus().length} cores; dpemu picks): replay function`, method: 'hrtime', rss: true },
         { key: 'wall', id: 'compare-dpemu-default-process', section: 'compare', name: `dpemu, same, default --workers: whole \`dpemu replay\` process`, method: 'process', cpu: true },
       ]),
     );

@@ -7,7 +7,7 @@
  * (the sequencer's accounting crosses a thread and must arrive whole).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replayIdentity } from '../src/engine/replay.js';
@@ -139,6 +139,30 @@ describe('engine accounting: nodes', () => {
       expect(sameBytes(join(dir, 'g1.pcap'), join(dir, 'g4.pcap'))).toBe(true);
     }
   }, 120_000);
+
+  it('without --workers: the cores for a node writing pcapng with comments, else one thread (and the summary says so)', async () => {
+    const node = loadNodeConfig(join(ROOT, 'pcaps', 'edge-node.yaml'));
+    const input = join(ROOT, 'pcaps', 'edge-flows.pcapng');
+    const cores = availableParallelism();
+    const ng = await replayNode({ inPath: input, outPath: join(dir, 'auto.pcapng'), format: 'pcapng', node, comments: true });
+    expect(ng.workers).toBe(cores);
+    expect(ng.autoWorkers).toMatch(/one per core/);
+    const pcap = await replayNode({ inPath: input, outPath: join(dir, 'auto.pcap'), format: 'pcap', node });
+    expect(pcap.workers).toBe(1);
+    expect(pcap.stages.length).toBe(1);
+    const plain = await replayNode({ inPath: input, outPath: join(dir, 'auto-nc.pcapng'), format: 'pcapng', node, comments: false });
+    expect(plain.workers).toBe(1);
+    const id = await replayIdentity({ inPath: input, outPath: join(dir, 'auto-id.pcapng'), format: 'pcapng' });
+    expect(id.workers).toBe(1);
+    expect(id.autoWorkers).toMatch(/--workers N/);
+    // Given, it is followed.
+    const two = await replayIdentity({ inPath: input, outPath: join(dir, 'two-id.pcapng'), format: 'pcapng', workers: 2 });
+    expect(two.workers).toBe(2);
+    expect(two.autoWorkers).toBeUndefined();
+    const r = dpemuRun(['replay', '--in', input, '--out', join(dir, 'auto-cli.pcap')]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/threads\s+1 \(everything in the main thread\); the default for this pipeline and output: more threads only add hand-overs \(--workers N to use them\)\n/);
+  });
 
   it('the CLI prints the equation and --stats writes the same JSON as --json', () => {
     const input = join(dir, 'svc.pcap');

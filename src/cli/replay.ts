@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { isatty } from 'node:tty';
 import { replayIdentity, ReplayUsageError, type ReplayResult } from '../engine/replay.js';
 import { replayNode } from '../engine/node-replay.js';
-import { defaultWorkers, InputInterrupted } from '../engine/pipeline.js';
+import { InputInterrupted } from '../engine/pipeline.js';
 import { StageError } from '../engine/stages.js';
 import { ProgressBar } from '../engine/progress.js';
 import { loadNodeConfig } from '../elements/linux/config.js';
@@ -35,8 +35,9 @@ export function outputFormat(out: string, explicit?: CaptureFormat): CaptureForm
   return ext === '.pcap' || ext === '.cap' || ext === '.dmp' ? 'pcap' : 'pcapng';
 }
 
-export function parseWorkers(v: string | undefined): number {
-  if (v === undefined) return defaultWorkers();
+/** --workers: a count, or undefined (not given: the engine picks, autoWorkers). */
+export function parseWorkers(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UserError(`--workers must be an integer 1..256, not "${v}"`);
   return n;
@@ -148,7 +149,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
         ] as [string, string][])),
     ['accounting', acct.balanced() ? 'in = left + delivered + dropped + errors' : `UNBALANCED: ${int(acct.in)} in, ${int(acct.left + acct.delivered + acct.droppedTotal() + acct.errorsTotal())} accounted for`],
     ['rate', `${rate(acct.in, elapsedNs)} frames/s, ${rate(acct.bytesIn, elapsedNs)}B/s, ${(elapsedNs / 1e9).toFixed(3)} s`],
-    ['threads', threadsText(result.stages)],
+    ['threads', threadsText(result.stages) + (result.autoWorkers !== undefined ? `; ${result.autoWorkers}` : '')],
     ...(interrupted ? ([['interrupted', `yes: the output holds the ${int(acct.in)} frames read before SIGINT`]] as [string, string][]) : []),
   ];
   process.stderr.write(`dpemu replay: ${opts.in} -> ${opts.out} (${format}, ${pipeline})\n${table(rows)}\n`);
@@ -165,6 +166,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     damage: damage?.message,
     interrupted,
     workers: result.workers,
+    autoWorkers: result.autoWorkers ?? null,
     encoders: result.encoders,
     stages: result.stages,
   };
