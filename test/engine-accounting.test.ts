@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replayIdentity } from '../src/engine/replay.js';
 import { replayNode } from '../src/engine/node-replay.js';
+import { autoWorkers } from '../src/engine/pipeline.js';
 import { genCapture } from '../src/engine/gen.js';
 import { loadNodeConfig, parseNodeConfig } from '../src/elements/linux/config.js';
 import type { Accounting } from '../src/engine/accounting.js';
@@ -140,13 +141,21 @@ describe('engine accounting: nodes', () => {
     }
   }, 120_000);
 
-  it('without --workers: the cores for a node writing pcapng with comments, else one thread (and the summary says so)', async () => {
+  it('without --workers: the cores for a node writing pcapng with comments from a large or unknown-size input, else one thread (and the summary says so)', async () => {
     const node = loadNodeConfig(join(ROOT, 'pcaps', 'edge-node.yaml'));
     const input = join(ROOT, 'pcaps', 'edge-flows.pcapng');
     const cores = availableParallelism();
+    const spec = { kind: 'node' as const, node, seed: 1, comments: true };
+    expect(autoWorkers(spec, 'pcapng', 64 << 20).workers).toBe(cores);
+    expect(autoWorkers(spec, 'pcapng', -1).workers).toBe(cores); // a pipe
+    expect(autoWorkers(spec, 'pcapng', 1 << 20)).toMatchObject({ workers: 1, why: expect.stringMatching(/under 32 MB/) });
+    expect(autoWorkers(spec, 'pcap', 64 << 20).workers).toBe(1);
+    expect(autoWorkers({ ...spec, comments: false }, 'pcapng', 64 << 20).workers).toBe(1);
+    expect(autoWorkers({ kind: 'identity' }, 'pcapng', 64 << 20).workers).toBe(1);
+    // The sample is small: one thread, and the result says why.
     const ng = await replayNode({ inPath: input, outPath: join(dir, 'auto.pcapng'), format: 'pcapng', node, comments: true });
-    expect(ng.workers).toBe(cores);
-    expect(ng.autoWorkers).toMatch(/one per core/);
+    expect(ng.workers).toBe(1);
+    expect(ng.autoWorkers).toMatch(/under 32 MB/);
     const pcap = await replayNode({ inPath: input, outPath: join(dir, 'auto.pcap'), format: 'pcap', node });
     expect(pcap.workers).toBe(1);
     expect(pcap.stages.length).toBe(1);

@@ -177,13 +177,22 @@ export function defaultWorkers(): number {
  * 1.25× one); 1 for everything else, where the work besides the node is a copy or two per frame
  * and slot hand-overs cost more than they save (1M frames, replay function, median of 3
  * interleaved rounds: node to pcap 1.86 Mframes/s with 1 thread vs 1.47 with 2; identity pcap
- * 7.9 vs 4.3, pcapng 5.2 vs 4.3). An explicit `workers` is always followed.
+ * 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under AUTO_THREADS_MIN_BYTES: starting the
+ * pool costs ~60–100 ms (the README's sample: 0.016 s in one thread, 0.08–0.1 s with two),
+ * and two threads save ~0.3 µs a frame, so they pay from a few hundred thousand frames. An
+ * explicit `workers` is always followed.
  */
-export function autoWorkers(spec: PipelineSpec, format: CaptureFormat): { workers: number; why: string } {
+export function autoWorkers(spec: PipelineSpec, format: CaptureFormat, inputBytes: number): { workers: number; why: string } {
   const cores = defaultWorkers();
-  if (spec.kind === 'node' && spec.comments && format === 'pcapng') return { workers: cores, why: 'one per core, the default for a node writing pcapng with comments' };
+  if (spec.kind === 'node' && spec.comments && format === 'pcapng') {
+    if (inputBytes >= 0 && inputBytes < AUTO_THREADS_MIN_BYTES) return { workers: 1, why: `the default for an input under ${AUTO_THREADS_MIN_BYTES >> 20} MB: starting threads would cost more than they save (--workers N to use them)` };
+    return { workers: cores, why: 'one per core, the default for a node writing pcapng with comments' };
+  }
   return { workers: 1, why: 'the default for this pipeline and output: more threads only add hand-overs (--workers N to use them)' };
 }
+
+/** autoWorkers: inputs smaller than this (bytes; a pipe's size is unknown) run in one thread. */
+const AUTO_THREADS_MIN_BYTES = 32 << 20;
 
 /** The compiled worker module (tests run the TypeScript sources in-process: use the build). */
 function workerFile(): string {
@@ -472,9 +481,8 @@ function fillSlot(m: MainSide, ring: Slot[], k: number, batch: RecordBatch, bi: 
 
 export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promise<EngineResult> {
   const t0 = process.hrtime.bigint();
-  const auto = opts.workers === undefined ? autoWorkers(spec, opts.format) : null;
-  const workers = Math.max(1, Math.floor(auto !== null ? auto.workers : opts.workers!));
-  if (!Number.isFinite(workers) || workers > 256) throw new ReplayUsageError(`workers must be 1..256, not ${opts.workers}`);
+  const given = opts.workers;
+  if (given !== undefined && (!Number.isFinite(given) || given > 256)) throw new ReplayUsageError(`workers must be 1..256, not ${given}`);
   const ropts = { bufferSize: opts.bufferSize, onDamage: opts.onDamage };
   let reader: CaptureReader | null;
   if (opts.inPath === '-') {
@@ -485,6 +493,8 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
   } else {
     reader = CaptureReader.open(opts.inPath, ropts);
   }
+  const auto = given === undefined ? autoWorkers(spec, opts.format, reader.fileSize) : null;
+  const workers = Math.max(1, Math.floor(auto !== null ? auto.workers : given!));
   const m = new MainSide(spec, opts, reader);
   let ingressTable: Int32Array | null = null;
   try {
