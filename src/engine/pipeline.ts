@@ -32,7 +32,7 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { CaptureReader } from '../pcap/reader.js';
-import { CaptureWriter, type WriterOptions } from '../pcap/writer.js';
+import { CaptureWriter, encodeCommentOptions, type WriterOptions } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
 import type { NodeConfig } from '../elements/linux/config.js';
@@ -687,8 +687,22 @@ export class WriterSink implements FrameSinkAt {
       return;
     }
     this.flush();
-    this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, comments !== null && comments.length !== 0 ? (comments as string[]) : undefined, 2);
+    if (comments === null || comments.length === 0) {
+      this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, undefined, 2);
+      return;
+    }
+    // The node hands the flow memo's array for each packet of a connection (FrameSink: never
+    // changed): its comments are encoded once.
+    let opts = this.commentOpts.get(comments);
+    if (opts === undefined) {
+      opts = encodeCommentOptions(comments);
+      this.commentOpts.set(comments, opts);
+    }
+    this.w.writeRecordOptions(buf, off, len, len, this.tsSec, this.tsNsec, id, opts, comments.length, 2);
   }
+
+  /** Encoded comment options by comments array (see frame). */
+  private readonly commentOpts = new WeakMap<readonly string[], Uint8Array>();
 
   /** Write the frames that wait (before the input buffer is reused, and at the end). */
   flush(): void {

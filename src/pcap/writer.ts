@@ -391,6 +391,43 @@ export class CaptureWriter {
   }
 
   /**
+   * writeRecord with comments already encoded by encodeCommentOptions (`count` of them): the
+   * same bytes, without encoding the strings again (a node repeats a connection's comments on
+   * each of its packets; WriterSink keeps their encoding).
+   */
+  writeRecordOptions(buf: Uint8Array, off: number, caplen: number, origlen: number, tsSec: number, tsNsec: number, iface: number, opts: Uint8Array, count: number, flags: number): void {
+    const sdv = buf === this.srcBuf ? this.srcDv! : this.srcView(buf);
+    if (!this.ng) {
+      this.dropped += count;
+      this.pcapRecord(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface);
+      return;
+    }
+    if (count === 0) return this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags);
+    if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
+    const snaplen = this.snaplens[iface]!;
+    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
+    if (origlen < caplen) origlen = caplen;
+    if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
+    const padded = (caplen + 3) & ~3;
+    const bound = 32 + padded + opts.length + 12;
+    let pos = this.pos;
+    if (pos + bound > this.limit) pos = this.makeRoom(bound);
+    const dv = this.dv;
+    const bad = putEpbHead(dv, pos, 0, iface, tsSec, tsNsec, caplen, origlen);
+    if (bad !== null) this.badTime(tsSec, bad);
+    this.copyFrame(buf, sdv, off, caplen, pos + 28);
+    clearPadding(dv, pos + 28, caplen);
+    let p = pos + 28 + padded;
+    this.out.set(opts, p);
+    p += opts.length;
+    if (flags !== 0) p = putEpbFlags(dv, p, flags);
+    dv.setUint32(p, OPT_ENDOFOPT, true);
+    p += 4;
+    this.endBlock(pos, p);
+    this.records++;
+  }
+
+  /**
    * Write one record. `buf[off .. off+caplen)` are the frame bytes; origlen is raised to caplen
    * if smaller (Wireshark flags frame.len_lt_caplen); a caplen above the interface snaplen is
    * kept and counted in recordsOverSnaplen. tsSec is an
@@ -1131,6 +1168,28 @@ function clearPadding(dv: DataView, d: number, len: number): void {
     // Little endian: the frame's r bytes are the low 8r bits of the word.
     dv.setUint32(q, dv.getUint32(q, true) & ((1 << (r << 3)) - 1), true);
   }
+}
+
+/**
+ * The comment options (code 1, length, UTF-8 cut to 65535 bytes on a character boundary, zero
+ * padding) that writeRecord writes for `comments`, for writeRecordOptions.
+ */
+export function encodeCommentOptions(comments: readonly string[]): Uint8Array {
+  let bound = 0;
+  for (let i = 0; i < comments.length; i++) bound += optBound(comments[i]!);
+  const b = Buffer.alloc(bound);
+  let p = 0;
+  for (let i = 0; i < comments.length; i++) {
+    const c = comments[i]!;
+    // Buffer.write writes whole characters only, as putStringOpt's does.
+    const len = c.length === 0 ? 0 : b.write(c, p + 4, Math.min(MAX_OPT_LEN, b.length - p - 4), 'utf8');
+    b.writeUInt16LE(OPT_COMMENT, p);
+    b.writeUInt16LE(len, p + 2);
+    p += 4 + pad4(len);
+  }
+  const own = new Uint8Array(p);
+  own.set(b.subarray(0, p));
+  return own;
 }
 
 /** Upper bound of the bytes a string option takes (header + UTF-8 + padding). */
