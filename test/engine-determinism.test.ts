@@ -101,6 +101,12 @@ describe('engine determinism', () => {
     const outs = acrossWorkers('svc-arena', ['--node', node, '--in', input, '--seed', '3'], '.pcapng', [], { DPEMU_COMMENT_ARENA: '4096' });
     const recs = readRecords(outs[0]!);
     expect(recs.comments.filter((c) => c !== undefined && c.some((t) => t.startsWith('DNAT '))).length).toBeGreaterThan(20_000);
+    // An encoder far behind the node (3 ms a slot): resets come while slots that reference the
+    // arena wait to be encoded; the drain before each keeps their bytes.
+    const slow = join(dir, 'svc-arena-slow.pcapng');
+    const r = dpemuRun(['replay', '--node', node, '--in', input, '--seed', '3', '--out', slow, '--workers', '2'], { env: { DPEMU_COMMENT_ARENA: '4096', DPEMU_FAULT: 'encoder:slow:3' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(sameBytes(outs[0]!, slow)).toBe(true);
   });
 
   it('pcapng with interfaces defined mid-file, comments and flags: the same bytes with 1, 2 and 4 workers', () => {

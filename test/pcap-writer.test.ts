@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureError } from '../src/pcap/errors.js';
 import { CaptureReader } from '../src/pcap/reader.js';
-import { CaptureWriter, WriterError, abortAllWriters, encodeCommentOptions, espSaSecrets, type WriterOptions } from '../src/pcap/writer.js';
+import { CaptureWriter, WriterError, abortAllWriters, espSaSecrets, type WriterOptions } from '../src/pcap/writer.js';
 import { EPB_DIR_INBOUND, EPB_DIR_OUTBOUND, LINKTYPE_ETHERNET, LINKTYPE_RAW, RecordBatch, SECRETS_TYPE_ESP_SA } from '../src/pcap/types.js';
 import { runTool, tsharkFields, tsharkOk } from './support/tshark.js';
 
@@ -423,20 +423,32 @@ describe('pcapng output', () => {
 // ---------------------------------------------------------------------------------------------
 // Buffering
 
-describe('writeRecordOptions (comments encoded once by encodeCommentOptions)', () => {
+describe('writeRecordBlock (comments already encoded as a comment block)', () => {
   it('writes the bytes writeRecord writes, in pcapng and pcap, whatever the comments', () => {
-    const texts = ['', 'a', 'FORWARD eth0->eth1: ACCEPT', 'é ü ß — “quotes”', '日本語', '\u{1F600}', '\ud800 lone', 'x'.repeat(70000), 'é'.repeat(40000), 'ab'.repeat(3)];
+    const texts = ['', 'a', 'FORWARD eth0->eth1: ACCEPT', 'é ü ß — “quotes”', '日本語', '\u{1F600}', '\ud800 lone', 'x'.repeat(70000), 'é'.repeat(40000), 'ab'.repeat(3), 'é', 'ab'];
     const frame = new Uint8Array(200).map((_, i) => (i * 13) & 0xff);
+    // The block: per comment a u16 LE length and the UTF-8 bytes, cut to 65535 on a character boundary.
+    const block = (comments: string[]): Buffer =>
+      Buffer.concat(
+        comments.map((c) => {
+          const b = Buffer.alloc(2 + 65535);
+          const n = b.write(c, 2, 65535, 'utf8'); // whole characters only
+          b.writeUInt16LE(n, 0);
+          return b.subarray(0, 2 + n);
+        }),
+      );
     for (const format of ['pcapng', 'pcap'] as const) {
-      const files = ['a', 'b'].map((k) => path.join(tmp, `opts-${k}.${format}`));
+      const files = ['a', 'b'].map((k) => path.join(tmp, `blk-${k}.${format}`));
       const writers = files.map((f) => CaptureWriter.open(f, { format, interfaces: [{ name: 'eth0', linktype: LINKTYPE_ETHERNET }] }));
       for (let i = 0; i < 400; i++) {
-        const n = i % 4;
+        const n = i % 5;
         const comments = Array.from({ length: n }, (_, k) => texts[(i * 7 + k * 3) % texts.length]!);
         const len = 14 + ((i * 37) % 180);
         const flags = i % 3 === 0 ? 0 : 2;
         writers[0]!.writeRecord(frame, i % 5, len, len + (i % 2), 1_700_000_000 + i, i * 1000, 0, n === 0 ? undefined : comments, flags);
-        writers[1]!.writeRecordOptions(frame, i % 5, len, len + (i % 2), 1_700_000_000 + i, i * 1000, 0, encodeCommentOptions(comments), n, flags);
+        // The block somewhere inside a larger buffer.
+        const b = Buffer.concat([Buffer.alloc(3 + (i % 4), 0xee), block(comments), Buffer.alloc(5, 0xee)]);
+        writers[1]!.writeRecordBlock(frame, i % 5, len, len + (i % 2), 1_700_000_000 + i, i * 1000, 0, b, new DataView(b.buffer, b.byteOffset, b.length), 3 + (i % 4), b.length - 8 - (i % 4), flags);
       }
       expect(writers[1]!.commentsDropped).toBe(writers[0]!.commentsDropped);
       for (const w of writers) w.commit();

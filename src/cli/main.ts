@@ -37,7 +37,7 @@ export function buildProgram(): Command {
     .option('--no-comments', 'pcapng output: no per-frame comment with the verdict and NAT')
     .option('--json', 'print the accounting as JSON on stdout', false)
     .option('--stats <file>', 'also write the accounting as JSON to this file')
-    .option('--workers <n>', `worker threads; 1 = everything in one thread (default: the number of cores, here ${defaultWorkers()}, for a node writing pcapng with comments from 32 MB or a pipe, where they pay off; else 1)`)
+    .option('--workers <n>', `worker threads; 1 = everything in one thread (default: ${Math.min(2, defaultWorkers())} for a node writing pcapng with comments from 32 MB or a pipe, where they pay off; else 1)`)
     .option('--no-progress', 'no progress bar (shown on a terminal for runs longer than a second)')
     .addHelpText('after', `
 With no --node or --topology, the identity pipeline: every frame is parsed and written unchanged.
@@ -50,9 +50,9 @@ with the accounting: in = left the model + delivered + dropped (by reason) + err
 Threads: with --workers N >= 2 and a node, the main thread reads, runs the node over every
 frame in capture order and writes, and N-1 encoder threads serialise the records and their
 comments; the identity pipeline has N-1 encoders (at least one). --workers 1 runs everything
-in one thread. Without --workers: the number of cores for a node writing pcapng with comments
-(the default output) from a file of 32 MB or more or a pipe, else one thread (starting threads
-costs ~0.1 s; elsewhere they only add hand-overs; the summary says which). The output is
+in one thread. Without --workers: two threads (the node's and an encoder) for a node writing
+pcapng with comments (the default output) from a file of 32 MB or more or a pipe, else one
+(starting threads costs ~0.1 s; elsewhere they only add hand-overs; the summary says which). The output is
 byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes a valid
 output (exit code 130); a second Ctrl-C stops at once without output.
 

@@ -9,8 +9,7 @@
  * character boundary, as CaptureWriter cuts them). putComments() makes the block from strings;
  * every path (one thread or many) goes through it.
  */
-import { OPT_COMMENT, OPT_ENDOFOPT, pad4, putEpbFlags, putEpbHead, putPcapRecordHeader } from '../pcap/records.js';
-import { Utf8Cache } from '../pcap/utf8-cache.js';
+import { OPT_ENDOFOPT, pad4, putCommentOptions, putEpbFlags, putEpbHead, putPcapRecordHeader } from '../pcap/records.js';
 import { copyBytes } from '../util/bytes.js';
 import { FMT_PCAPNG, FMT_PCAP_NS } from './slots.js';
 
@@ -20,9 +19,6 @@ export class EncodeError extends Error {
 }
 
 const MAX_OPT_LEN = 0xffff;
-
-/** This thread's encoded comments (a connection's comment strings repeat on each of its packets). */
-const commentBytes = new Utf8Cache();
 
 /** Upper bound of the bytes putComments() needs for these comments. */
 export function commentsBound(comments: readonly string[]): number {
@@ -41,19 +37,11 @@ export function commentsBound(comments: readonly string[]): number {
 export function putComments(dst: Buffer, pos: number, room: number, comments: readonly string[]): number {
   if (commentsBound(comments) > room) return -1;
   let p = pos;
-  for (let i = 0; i < comments.length; i++) {
-    const c = comments[i]!;
-    const bytes = c.length === 0 ? null : commentBytes.get(c);
-    let len: number;
-    if (bytes !== null) {
-      len = bytes.length;
-      dst.set(bytes, p + 2);
-    } else {
-      // Buffer.write stops before a character that does not fit, as CaptureWriter's does.
-      // The room checked above holds the whole string or 65535 bytes of it: the cut depends on the string only.
-      const room2 = dst.length - p - 2;
-      len = c.length === 0 ? 0 : dst.write(c, p + 2, room2 < MAX_OPT_LEN ? room2 : MAX_OPT_LEN, 'utf8');
-    }
+  for (const c of comments) {
+    // Buffer.write stops before a character that does not fit, as CaptureWriter's does.
+    // The room checked above holds the whole string or 65535 bytes of it: the cut depends on the string only.
+    const room2 = dst.length - p - 2;
+    const len = c.length === 0 ? 0 : dst.write(c, p + 2, room2 < MAX_OPT_LEN ? room2 : MAX_OPT_LEN, 'utf8');
     dst[p] = len & 0xff;
     dst[p + 1] = len >>> 8;
     p += 2 + len;
@@ -124,19 +112,7 @@ export function encodeRecord(
   if (bad !== null) throw new EncodeError(`timestamp ${tsSec} s: ${bad}`);
   copyBytes(enc, edv, p + 28, src, sdv, off, caplen);
   let q = p + 28 + padded;
-  if (cmtLen !== 0) {
-    const end = cmtOff + cmtLen;
-    for (let c = cmtOff; c < end; ) {
-      const l = cmt[c]! | (cmt[c + 1]! << 8);
-      edv.setUint16(q, OPT_COMMENT, true);
-      edv.setUint16(q + 2, l, true);
-      const lp = pad4(l);
-      if (lp !== l) edv.setUint32(q + lp, 0, true); // zero the padding (q + 4 + lp - 4)
-      copyBytes(enc, edv, q + 4, cmt, cdv, c + 2, l);
-      q += 4 + lp;
-      c += 2 + l;
-    }
-  }
+  if (cmtLen !== 0) q = putCommentOptions(enc, edv, q, cmt, cdv, cmtOff, cmtLen);
   if (flags !== 0) q = putEpbFlags(edv, q, flags);
   if (flags !== 0 || cmtLen !== 0) {
     edv.setUint32(q, OPT_ENDOFOPT, true);

@@ -32,7 +32,7 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { CaptureReader } from '../pcap/reader.js';
-import { CaptureWriter, encodeCommentOptions, type WriterOptions } from '../pcap/writer.js';
+import { CaptureWriter, type WriterOptions } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
 import type { NodeConfig } from '../elements/linux/config.js';
@@ -172,9 +172,9 @@ export function defaultWorkers(): number {
 }
 
 /**
- * The thread count when none is given: the cores for a node writing pcapng with comments, where
- * encoder threads take the EPBs and comments off the node's thread (1M frames here: 2 threads
- * 1.25× one); 1 for everything else, where the work besides the node is a copy or two per frame
+ * The thread count when none is given: 2 (when there are 2 cores) for a node writing pcapng with
+ * comments, where an encoder thread takes the EPBs and comments off the node's thread (1M
+ * frames here: 2 threads 1.25× one); 1 for everything else, where the work besides the node is a copy or two per frame
  * and slot hand-overs cost more than they save (1M frames, replay function, median of 3
  * interleaved rounds: node to pcap 1.86 Mframes/s with 1 thread vs 1.47 with 2; identity pcap
  * 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under AUTO_THREADS_MIN_BYTES: starting the
@@ -186,7 +186,12 @@ export function autoWorkers(spec: PipelineSpec, format: CaptureFormat, inputByte
   const cores = defaultWorkers();
   if (spec.kind === 'node' && spec.comments && format === 'pcapng') {
     if (inputBytes >= 0 && inputBytes < AUTO_THREADS_MIN_BYTES) return { workers: 1, why: `the default for an input under ${AUTO_THREADS_MIN_BYTES >> 20} MB: starting threads would cost more than they save (--workers N to use them)` };
-    return { workers: cores, why: 'one per core, the default for a node writing pcapng with comments' };
+    // Two at most: the node's thread is the bottleneck and one encoder keeps up with it; more
+    // only cost memory (~15 MB each) and start-up (1M frames here: 0.86 Mframes/s with 2 threads,
+    // 0.79 with 8, 0.40 with 32).
+    const n = Math.min(cores, 2);
+    if (n > 1) return { workers: n, why: 'the default for a node writing pcapng with comments: the node\'s thread and an encoder' };
+    return { workers: 1, why: 'the default on one core' };
   }
   return { workers: 1, why: 'the default for this pipeline and output: more threads only add hand-overs (--workers N to use them)' };
 }
@@ -691,18 +696,15 @@ export class WriterSink implements FrameSinkAt {
       this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, undefined, 2);
       return;
     }
-    // The node hands the flow memo's array for each packet of a connection (FrameSink: never
-    // changed): its comments are encoded once.
-    let opts = this.commentOpts.get(comments);
-    if (opts === undefined) {
-      opts = encodeCommentOptions(comments);
-      this.commentOpts.set(comments, opts);
-    }
-    this.w.writeRecordOptions(buf, off, len, len, this.tsSec, this.tsNsec, id, opts, comments.length, 2);
+    // A connection's comments that come back (the flow memo's array) are encoded once, into the
+    // comment arena (comment-arena.ts; nothing references it after the call: no drain).
+    const e = this.comments.entry(comments, noDrain);
+    if (e === null) this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, comments as string[], 2);
+    else this.w.writeRecordBlock(buf, off, len, len, this.tsSec, this.tsNsec, id, this.comments.data, this.comments.dv, e.off, e.len, 2);
   }
 
-  /** Encoded comment options by comments array (see frame). */
-  private readonly commentOpts = new WeakMap<readonly string[], Uint8Array>();
+  /** Encoded comments (see frame). */
+  private readonly comments = new CommentArena(undefined, false);
 
   /** Write the frames that wait (before the input buffer is reused, and at the end). */
   flush(): void {
@@ -720,6 +722,8 @@ export class WriterSink implements FrameSinkAt {
     this.runEnd = -1;
   }
 }
+
+const noDrain = (): void => undefined;
 
 /**
  * The node in one thread: reader batch → the sequencer's walk → writer, without slots or
@@ -1092,7 +1096,7 @@ async function runNodeMain(
   for (let e = 0; e < K; e++) {
     const ch = new MessageChannel();
     ports.push(ch.port1);
-    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs, comments: arena.sab };
+    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs, comments: arena.sab as SharedArrayBuffer };
     tasks.push({ name: `encoder ${e + 1}`, frameCell: ctl.encFrame(e), promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
   }
   const { settled, all } = watchTasks(tasks, ctl);

@@ -97,7 +97,7 @@ export interface Fault {
 export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null {
   const v = env.DPEMU_FAULT;
   if (!v) return null;
-  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v) ?? /^(encoder):(hang):(\d+)$/.exec(v) ?? /^(sequencer):(slow):(\d+)$/.exec(v);
+  const m = /^(sequencer|encoder):(throw|exit):(\d+)$/.exec(v) ?? /^(encoder):(hang):(\d+)$/.exec(v) ?? /^(sequencer|encoder):(slow):(\d+)$/.exec(v);
   if (!m) return null;
   return { stage: m[1] as Fault['stage'], action: m[2] as Fault['action'], frame: Number(m[3]) };
 }
@@ -553,7 +553,10 @@ export class Encoder {
     const edv = slot.encDv;
     const view = this.view;
     const first = slot.hf[HF_FIRST]!;
-    const faultFrame = this.fault !== null && this.fault.stage === 'encoder' ? this.fault.frame - 1 : -1;
+    const fault = this.fault !== null && this.fault.stage === 'encoder' ? this.fault : null;
+    // slow: the encoder sleeps so long per slot (tests: the other stages run ahead of it).
+    if (fault !== null && fault.action === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, fault.frame);
+    const faultFrame = fault !== null && fault.action !== 'slow' ? fault.frame - 1 : -1;
     let nonIpv4 = 0;
     let malformed = 0;
     let truncated = 0;

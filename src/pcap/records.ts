@@ -5,6 +5,8 @@
  * then writes nothing), so each caller throws its own error type.
  */
 
+import { copyBytes } from '../util/bytes.js';
+
 export const BT_EPB = 0x00000006;
 export const OPT_ENDOFOPT = 0;
 export const OPT_COMMENT = 1;
@@ -48,6 +50,25 @@ export function putEpbHead(dv: DataView, p: number, blockLen: number, iface: num
   const padded = pad4(caplen);
   if (padded !== caplen) dv.setUint32(p + 24 + padded, 0, true);
   return null;
+}
+
+/**
+ * The comment options of a comment block (per comment: its UTF-8 length, u16 little endian, and
+ * bytes) at `q`: code 1, length, the bytes, zero padding. Returns the position after them.
+ */
+export function putCommentOptions(out: Uint8Array, dv: DataView, q: number, blk: Uint8Array, blkDv: DataView, bOff: number, bLen: number): number {
+  const end = bOff + bLen;
+  for (let c = bOff; c < end; ) {
+    const l = blkDv.getUint16(c, true);
+    dv.setUint16(q, OPT_COMMENT, true);
+    dv.setUint16(q + 2, l, true);
+    const lp = pad4(l);
+    if (lp !== l) dv.setUint32(q + lp, 0, true); // zero the padding (q + 4 + lp - 4)
+    copyBytes(out, dv, q + 4, blk, blkDv, c + 2, l);
+    q += 4 + lp;
+    c += 2 + l;
+  }
+  return q;
 }
 
 /** The epb_flags option at `q`; returns the position after it. */

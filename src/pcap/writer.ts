@@ -23,8 +23,7 @@ import * as nodePath from 'node:path';
 import type { DecryptionSecrets, OutputInterface, RecordBatch } from './types.js';
 import { SECRETS_TYPE_ESP_SA } from './types.js';
 import { copyBytes, WORD_COPY_MAX } from '../util/bytes.js';
-import { Utf8Cache } from './utf8-cache.js';
-import { BT_EPB, OPT_COMMENT, OPT_ENDOFOPT, OPT_EPB_FLAGS, pad4, putEpbFlags, putEpbHead, putNgTimestamp, putPcapRecordHeader } from './records.js';
+import { BT_EPB, OPT_COMMENT, OPT_ENDOFOPT, OPT_EPB_FLAGS, pad4, putCommentOptions, putEpbFlags, putEpbHead, putNgTimestamp, putPcapRecordHeader } from './records.js';
 
 export interface WriterOptions {
   format: 'pcap' | 'pcapng';
@@ -152,8 +151,6 @@ export class CaptureWriter {
   private readonly ng: boolean;
   private readonly ns: boolean;
   private readonly interfaces: OutputInterface[] = [];
-  /** Encoded comments (the node repeats a connection's comment strings on every packet). */
-  private readonly utf8 = new Utf8Cache();
   private nIf = 0;
   /** Effective snaplen per interface id (0 = no limit, pcapng only). */
   private snaplens = new Uint32Array(8);
@@ -391,39 +388,59 @@ export class CaptureWriter {
   }
 
   /**
-   * writeRecord with comments already encoded by encodeCommentOptions (`count` of them): the
-   * same bytes, without encoding the strings again (a node repeats a connection's comments on
-   * each of its packets; WriterSink keeps their encoding).
+   * writeRecord with the comments already encoded as a comment block: blk[bOff, bOff + bLen)
+   * holds, per comment, its UTF-8 length (u16 little endian, at most 65535) and bytes. The same
+   * bytes as writeRecord with those strings, without encoding them again (a node repeats a
+   * connection's comments on each of its packets; WriterSink keeps their block).
    */
-  writeRecordOptions(buf: Uint8Array, off: number, caplen: number, origlen: number, tsSec: number, tsNsec: number, iface: number, opts: Uint8Array, count: number, flags: number): void {
+  writeRecordBlock(buf: Uint8Array, off: number, caplen: number, origlen: number, tsSec: number, tsNsec: number, iface: number, blk: Uint8Array, blkDv: DataView, bOff: number, bLen: number, flags: number): void {
     const sdv = buf === this.srcBuf ? this.srcDv! : this.srcView(buf);
+    const end = bOff + bLen;
     if (!this.ng) {
-      this.dropped += count;
+      for (let c = bOff; c < end; c += 2 + blkDv.getUint16(c, true)) this.dropped++;
       this.pcapRecord(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface);
       return;
     }
-    if (count === 0) return this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags);
+    if (bLen === 0) return this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags);
+    // Each comment of l bytes: 2 + l in the block, 4 + pad4(l) as an option (at most 8/3 as much, l = 1).
+    const p = this.epbOpen(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, 3 * bLen);
+    this.epbClose(putCommentOptions(this.out, this.dv, p, blk, blkDv, bOff, bLen), flags);
+  }
+
+  /** Position of the EPB that epbOpen opened (its options are being written). */
+  private openPos = 0;
+
+  /**
+   * The head of an EPB with options (epbComments, writeRecordBlock): the checks, room for `optRoom`
+   * bytes of options besides epb_flags, the head and the frame. Returns where the options go.
+   */
+  private epbOpen(buf: Uint8Array, sdv: DataView, off: number, caplen: number, origlen: number, tsSec: number, tsNsec: number, iface: number, optRoom: number): number {
     if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
     const snaplen = this.snaplens[iface]!;
     if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
     if (origlen < caplen) origlen = caplen;
     if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
     const padded = (caplen + 3) & ~3;
-    const bound = 32 + padded + opts.length + 12;
+    const bound = 32 + padded + optRoom + 12;
     let pos = this.pos;
     if (pos + bound > this.limit) pos = this.makeRoom(bound);
     const dv = this.dv;
+    // The total length is patched by endBlock once the options are written.
     const bad = putEpbHead(dv, pos, 0, iface, tsSec, tsNsec, caplen, origlen);
     if (bad !== null) this.badTime(tsSec, bad);
     this.copyFrame(buf, sdv, off, caplen, pos + 28);
     clearPadding(dv, pos + 28, caplen);
-    let p = pos + 28 + padded;
-    this.out.set(opts, p);
-    p += opts.length;
+    this.openPos = pos;
+    return pos + 28 + padded;
+  }
+
+  /** End the EPB epbOpen opened, whose options end at p: epb_flags, end of options, lengths. */
+  private epbClose(p: number, flags: number): void {
+    const dv = this.dv;
     if (flags !== 0) p = putEpbFlags(dv, p, flags);
     dv.setUint32(p, OPT_ENDOFOPT, true);
     p += 4;
-    this.endBlock(pos, p);
+    this.endBlock(this.openPos, p);
     this.records++;
   }
 
@@ -876,29 +893,11 @@ export class CaptureWriter {
     const one = typeof comment === 'string';
     const n = one ? 1 : comment.length;
     if (n === 0) return this.epb(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, flags);
-    if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
-    const snaplen = this.snaplens[iface]!;
-    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
-    if (origlen < caplen) origlen = caplen;
-    if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
-    const padded = (caplen + 3) & ~3;
-    let bound = 32 + padded + 12;
-    for (let k = 0; k < n; k++) bound += optBound(one ? comment : comment[k]!);
-    let pos = this.pos;
-    if (pos + bound > this.limit) pos = this.makeRoom(bound);
-    const dv = this.dv;
-    // The total length is patched by endBlock once the options are written.
-    const bad = putEpbHead(dv, pos, 0, iface, tsSec, tsNsec, caplen, origlen);
-    if (bad !== null) this.badTime(tsSec, bad);
-    this.copyFrame(buf, sdv, off, caplen, pos + 28);
-    clearPadding(dv, pos + 28, caplen);
-    let p = pos + 28 + padded;
-    for (let k = 0; k < n; k++) p = this.putCommentOpt(p, one ? comment : comment[k]!);
-    if (flags !== 0) p = putEpbFlags(dv, p, flags);
-    dv.setUint32(p, OPT_ENDOFOPT, true);
-    p += 4;
-    this.endBlock(pos, p);
-    this.records++;
+    let room = 0;
+    for (let k = 0; k < n; k++) room += optBound(one ? comment : comment[k]!);
+    let p = this.epbOpen(buf, sdv, off, caplen, origlen, tsSec, tsNsec, iface, room);
+    for (let k = 0; k < n; k++) p = this.putStringOpt(p, OPT_COMMENT, one ? comment : comment[k]!);
+    this.epbClose(p, flags);
   }
 
   /**
@@ -967,22 +966,6 @@ export class CaptureWriter {
     this.dv.setUint32(start + 4, blockLen, true);
     this.dv.setUint32(p, blockLen, true);
     this.pos = p + 4;
-  }
-
-  /** A comment option at p: putStringOpt's bytes, from the cache of encoded comments (utf8-cache.ts). */
-  private putCommentOpt(p: number, s: string): number {
-    const bytes = this.utf8.get(s);
-    if (bytes === null) return this.putStringOpt(p, OPT_COMMENT, s);
-    const out = this.out;
-    const v = p + 4;
-    const len = bytes.length;
-    out.set(bytes, v);
-    const padded = pad4(len);
-    for (let k = len; k < padded; k++) out[v + k] = 0;
-    const dv = this.dv;
-    dv.setUint16(p, OPT_COMMENT, true);
-    dv.setUint16(p + 2, len, true);
-    return v + padded;
   }
 
   /**
@@ -1168,28 +1151,6 @@ function clearPadding(dv: DataView, d: number, len: number): void {
     // Little endian: the frame's r bytes are the low 8r bits of the word.
     dv.setUint32(q, dv.getUint32(q, true) & ((1 << (r << 3)) - 1), true);
   }
-}
-
-/**
- * The comment options (code 1, length, UTF-8 cut to 65535 bytes on a character boundary, zero
- * padding) that writeRecord writes for `comments`, for writeRecordOptions.
- */
-export function encodeCommentOptions(comments: readonly string[]): Uint8Array {
-  let bound = 0;
-  for (let i = 0; i < comments.length; i++) bound += optBound(comments[i]!);
-  const b = Buffer.alloc(bound);
-  let p = 0;
-  for (let i = 0; i < comments.length; i++) {
-    const c = comments[i]!;
-    // Buffer.write writes whole characters only, as putStringOpt's does.
-    const len = c.length === 0 ? 0 : b.write(c, p + 4, Math.min(MAX_OPT_LEN, b.length - p - 4), 'utf8');
-    b.writeUInt16LE(OPT_COMMENT, p);
-    b.writeUInt16LE(len, p + 2);
-    p += 4 + pad4(len);
-  }
-  const own = new Uint8Array(p);
-  own.set(b.subarray(0, p));
-  return own;
 }
 
 /** Upper bound of the bytes a string option takes (header + UTF-8 + padding). */

@@ -114,25 +114,9 @@ export class FlowMemo {
     // The walk updates the L4 checksum only for a field that changes (setAddr, setPort).
     const l4Changed = (inSrc | 0) !== (src | 0) || (inDst | 0) !== (dst | 0) || (inPorts | 0) !== (ports | 0);
     r[o + M_DL4] = l4Changed ? csumAddDelta(dAddr, csumDelta32(inPorts | 0, ports | 0)) : -1;
-    if (notes !== null || this.notes.length > node) this.notes[node] = notes === null ? null : notes.map(this.intern, this);
+    if (notes !== null || this.notes.length > node) this.notes[node] = notes;
     this.stores++;
   }
-
-  /**
-   * One instance per distinct note text (bounded: cleared at 65,536 texts). Connections of the
-   * same rules share their verdict note ("FORWARD eth0->eth1: ... ACCEPT"); with one instance,
-   * the writer's cache of encoded comments (utf8-cache.ts) finds it by identity (12 ns a
-   * lookup) instead of comparing equal copies character by character (68 ns, measured).
-   */
-  private intern(s: string): string {
-    const m = this.texts;
-    const t = m.get(s);
-    if (t !== undefined) return t;
-    if (m.size >= 65536) m.clear();
-    m.set(s, s);
-    return s;
-  }
-  private readonly texts = new Map<string, string>();
 
   /** The conntrack entry `id` is gone: forget both directions. */
   forget(id: number): void {

@@ -94,8 +94,9 @@ export const FATE_HELD = 5;
 
 /**
  * Receives the frames a node sends. The bytes are valid only during the call; `comments` is never
- * changed afterwards (a sink may keep it, or key a cache on it: the same array comes back for
- * every packet the flow memo forwards for a connection direction).
+ * changed afterwards (a sink may keep it). A frozen `comments` array is the flow memo's: the same
+ * array comes back for every packet the memo forwards for that connection direction, so a sink
+ * may key a cache of its encoding on it; any other array is the walk's, one per packet.
  */
 export interface FrameSink {
   frame(buf: Uint8Array, off: number, len: number, outIf: number, comments: readonly string[] | null): void;
@@ -585,7 +586,7 @@ export class LinuxNode implements NetfilterEnv {
     if (skb.impure || L !== this.levels[0] || !L.fromInput || this.framesOut !== 0 || this.framesGenerated !== 0 || this.lastNeigh < 0) return;
     if (off !== v.ipOff - 14 || len !== v.ipTotalLen + 14 || skb.ct !== node >> 1) return;
     this.memo!.store(node, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.ifaces[outIf]!.mtu, this.lastNeigh,
-      this.recSrc, this.recDst, this.recPorts, v.srcIp, v.dstIp, (v.srcPort << 16) | v.dstPort, this.commentsOn ? this.notes.slice() : null);
+      this.recSrc, this.recDst, this.recPorts, v.srcIp, v.dstIp, (v.srcPort << 16) | v.dstPort, this.commentsOn ? Object.freeze(this.notes.slice()) : null);
   }
 
   /** ip_error: ICMP destination unreachable with `code` for a route that says so, then drop. */
