@@ -698,13 +698,14 @@ export class WriterSink implements FrameSinkAt {
     }
     // A connection's comments that come back (the flow memo's array) are encoded once, into the
     // comment arena (comment-arena.ts; nothing references it after the call: no drain).
-    const e = this.comments.entry(comments, noDrain);
+    const a = this.comments ?? (this.comments = new CommentArena(undefined, false));
+    const e = a.entry(comments, noDrain);
     if (e === null) this.w.writeRecord(buf, off, len, len, this.tsSec, this.tsNsec, id, comments as string[], 2);
-    else this.w.writeRecordBlock(buf, off, len, len, this.tsSec, this.tsNsec, id, this.comments.data, this.comments.dv, e.off, e.len, 2);
+    else this.w.writeRecordBlock(buf, off, len, len, this.tsSec, this.tsNsec, id, a.data, a.dv, e.off, e.len, 2);
   }
 
-  /** Encoded comments (see frame). */
-  private readonly comments = new CommentArena(undefined, false);
+  /** Encoded comments (see frame; made at the first frame with comments). */
+  private comments: CommentArena | null = null;
 
   /** Write the frames that wait (before the input buffer is reused, and at the end). */
   flush(): void {
@@ -1086,7 +1087,8 @@ async function runNodeMain(
   const { inRefs, outRefs, inSlots, outSlots } = makeRings(R, D, P, O);
   const refs = new Int32Array(P);
   // The node's comments go to the encoders through the arena, not copied into each record.
-  const arena = new CommentArena(m.opts.commentArena);
+  // (Only when the output carries them: pcap drops comments, and --no-comments has none.)
+  const arena = stageOpts.comments && m.fmt === FMT_PCAPNG ? new CommentArena(m.opts.commentArena) : null;
 
   const { Piscina } = await import('piscina');
   const pool = new Piscina({ filename: workerFile(), minThreads: K, maxThreads: K, idleTimeout: 60_000, atomics: 'disabled' });
@@ -1096,7 +1098,7 @@ async function runNodeMain(
   for (let e = 0; e < K; e++) {
     const ch = new MessageChannel();
     ports.push(ch.port1);
-    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs, comments: arena.sab as SharedArrayBuffer };
+    const task: EngineTask = { ...base, role: 'encoder', index: e, port: ch.port2, slots: outRefs, identity: false, growable: false, inSlots: inRefs, comments: arena !== null ? (arena.sab as SharedArrayBuffer) : undefined };
     tasks.push({ name: `encoder ${e + 1}`, frameCell: ctl.encFrame(e), promise: pool.run(task, { transferList: [task.port] }) as Promise<TaskResult> });
   }
   const { settled, all } = watchTasks(tasks, ctl);
@@ -1184,10 +1186,12 @@ async function runNodeMain(
       return acquire();
     });
     // Before the arena is reset: every slot that may reference it is handed over and written.
-    sink.useArena(arena, () => {
-      sink.flush();
-      writeUntil(() => wseq === oseq);
-    });
+    if (arena !== null) {
+      sink.useArena(arena, () => {
+        sink.flush();
+        writeUntil(() => wseq === oseq);
+      });
+    }
     for (;;) {
       if (ctl.aborted) break;
       const bell = Atomics.load(c, C_MAIN_BELL);
