@@ -11,7 +11,7 @@
  * the thread as before, which the last test shows still gives every frame.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -266,6 +266,59 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('li
     }
     expect(readdirSync(dir).filter((f) => !f.startsWith('fifo-') && f !== 'probe')).toEqual([]);
   }, 60_000);
+});
+
+describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a named pipe as --in (mkfifo f; tcpdump -U -w f & dpemu --in f)', () => {
+  /** dpemu ARGS, reading the FIFO `fifo` itself (--in fifo). */
+  function startOnFifo(args: string[]): Live {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+    return { child, write: () => undefined, end: () => undefined, stdout: () => Buffer.concat(out), stderr: () => err, exited };
+  }
+  /** The writer's end, once dpemu has the FIFO open (a non-blocking open fails until then). */
+  async function openWriter(fifo: string): Promise<number> {
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        return openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENXIO' || Date.now() - t0 > 15_000) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  it('SIGINT before any writer: exit 130 at once, no output; a writer that starts late: each frame out before the next, then the end', async () => {
+    expect(fifoOk, 'mkfifo works').toBe(true);
+    const fifo = join(dir, `fifo-${fifoCount++}`);
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const out = join(dir, 'out-fifo.pcap');
+    const a = startOnFifo(['replay', '--in', fifo, '--out', out]);
+    await new Promise((r) => setTimeout(r, 800));
+    a.child.kill('SIGINT');
+    const ra = await exitWithin(a, 15_000);
+    expect(ra.code, a.stderr()).toBe(130);
+    expect(a.stderr()).toMatch(/interrupted before the capture in .* began: nothing read, no output written/);
+    expect(existsSync(out)).toBe(false);
+
+    for (const w of [1, 2]) {
+      const b = startOnFifo(['replay', '--node', NODE, '--in', fifo, '--out', '-', '--format', 'pcap', '--workers', String(w)]);
+      await new Promise((r) => setTimeout(r, 500)); // no writer yet: dpemu waits, it does not see an empty file
+      const fd = await openWriter(fifo);
+      writeSync(fd, Buffer.concat([PCAP_HEADER, record(0)]));
+      await waitUntil(() => b.stdout().length >= outBytes(1), 15_000, () => `frame 1 (${w} worker(s)); ${b.stderr()}`);
+      writeSync(fd, record(1));
+      await waitUntil(() => b.stdout().length >= outBytes(2), 15_000, () => `frame 2 (${w} worker(s)); ${b.stderr()}`);
+      closeSync(fd);
+      const rb = await exitWithin(b, 15_000);
+      expect(rb.code, b.stderr()).toBe(0);
+      expect(b.stdout().length).toBe(outBytes(2));
+    }
+  }, 90_000);
 });
 
 describe('the corpus through a pipe', () => {

@@ -496,7 +496,9 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
     reader = await CaptureReader.fromFdLive(0, '<stdin>', ropts, opts.signal);
     if (reader === null) throw new InputInterrupted('interrupted before the capture on standard input began: nothing read, no output written');
   } else {
-    reader = CaptureReader.open(opts.inPath, ropts);
+    // A named pipe is live too (its writer may not even have started).
+    reader = await CaptureReader.openLive(opts.inPath, ropts, opts.signal);
+    if (reader === null) throw new InputInterrupted(`interrupted before the capture in ${opts.inPath} began: nothing read, no output written`);
   }
   const auto = given === undefined ? autoWorkers(spec, opts.format, reader.fileSize) : null;
   const workers = Math.max(1, Math.floor(auto !== null ? auto.workers : given!));

@@ -53,7 +53,7 @@
  * every file tshark reads, and the same timestamp, lengths, interface, comments and flags on
  * every record, except the two points above (SunATM pseudo-header, invalid fractions).
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, read, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, read, readSync, statSync } from 'node:fs';
 import { CaptureError } from './errors.js';
 import { linktypeName, maxSnaplenForLinktype } from './linktype.js';
 import type { CaptureInterface, RecordBatch, SectionInfo } from './types.js';
@@ -476,6 +476,42 @@ export class CaptureReader {
       // a socket, or no /proc: reads that wait in the thread
     }
     if (nb < 0) return CaptureReader.fromFd(fd, name, opts);
+    return CaptureReader.liveHead(fd, nb, name, opts, signal, false);
+  }
+
+  /**
+   * open() for a path that may be a named pipe (`mkfifo f; tcpdump -U -w f & dpemu --in f`): a
+   * FIFO is opened without waiting for its writer (O_NONBLOCK: a blocking open would hold the
+   * thread, and Ctrl-C with it, until the producer starts) and read as fromFdLive reads standard
+   * input. Until the writer has come, a read finds nothing rather than the end (Linux returns 0
+   * from a FIFO that has no writer yet): the header is waited for. null when `signal` fires
+   * first. Anything else goes to open().
+   */
+  static async openLive(path: string, opts?: ReaderOptions, signal?: AbortSignal | null): Promise<CaptureReader | null> {
+    let fifo = false;
+    try {
+      fifo = statSync(path).isFIFO();
+    } catch {
+      // open() says what is wrong
+    }
+    if (!fifo) return CaptureReader.open(path, opts);
+    let fd: number;
+    try {
+      fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    } catch (e) {
+      throw new CaptureError(path, -1, '', `cannot open: ${(e as Error).message}`);
+    }
+    // The reader reads and closes nbFd; fd is the same descriptor, not owned twice.
+    return CaptureReader.liveHead(fd, fd, path, opts, signal, true);
+  }
+
+  /**
+   * The file header of a live input read through `nb` (non-blocking), with the thread free;
+   * `awaitWriter`: a FIFO whose writer may not have come yet (0 bytes is not the end until a
+   * writer has been seen: data, or EAGAIN).
+   */
+  private static async liveHead(fd: number, nb: number, name: string, opts: ReaderOptions | undefined, signal: AbortSignal | null | undefined, awaitWriter: boolean): Promise<CaptureReader | null> {
+    let writerSeen = !awaitWriter;
     let bytes = new Uint8Array(LIVE_HEAD);
     let n = 0;
     let eof = false;
@@ -498,6 +534,11 @@ export class CaptureReader {
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
           if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw new CaptureError(name, n, 'file header', `read error: ${(e as Error).message}`);
+          got = -1;
+          writerSeen = true;
+        }
+        if (got < 0 || (got === 0 && !writerSeen)) {
+          // Nothing yet (no writer yet, or a quiet one): look again later.
           const now = performance.now();
           if (quiet < 0) quiet = now;
           if (!(await sleepUnless(pollDelay(now - quiet), signal))) {
@@ -508,7 +549,10 @@ export class CaptureReader {
         }
         quiet = -1;
         if (got === 0) eof = true;
-        else n += got;
+        else {
+          n += got;
+          writerSeen = true;
+        }
       }
       const r = new CaptureReader(fd, name, -1, false, opts ?? {}, { bytes: bytes.subarray(0, n), eof });
       r.nbFd = nb;
