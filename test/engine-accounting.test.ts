@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replayIdentity } from '../src/engine/replay.js';
 import { replayNode } from '../src/engine/node-replay.js';
 import { autoWorkers } from '../src/engine/pipeline.js';
+import { CaptureWriter } from '../src/pcap/writer.js';
 import { genCapture } from '../src/engine/gen.js';
 import { loadNodeConfig, parseNodeConfig } from '../src/elements/linux/config.js';
 import type { Accounting } from '../src/engine/accounting.js';
@@ -171,6 +172,29 @@ describe('engine accounting: nodes', () => {
     const r = dpemuRun(['replay', '--in', input, '--out', join(dir, 'auto-cli.pcap')]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/threads\s+1 \(everything in the main thread\); the default for this pipeline and output: more threads only add hand-overs \(--workers N to use them\)\n/);
+  });
+
+  it('pcapng comments written to a pcap are counted and said, with one thread and with two', () => {
+    const input = join(dir, 'commented.pcapng');
+    const w = CaptureWriter.open(input, { format: 'pcapng', interfaces: [{ name: 'a', linktype: 1 }] });
+    const frame = new Uint8Array(60).map((_, i) => i);
+    let comments = 0;
+    for (let i = 0; i < 5000; i++) {
+      const c = i % 7 === 0 ? [`record ${i}`, 'é'] : i % 11 === 0 ? ['one'] : undefined;
+      comments += c?.length ?? 0;
+      w.writeRecord(frame, 0, frame.length, frame.length, 1_700_000_000 + i, 0, 0, c);
+    }
+    w.commit();
+    for (const workers of ['1', '2']) {
+      const r = dpemuRun(['replay', '--in', input, '--out', join(dir, `commented-${workers}.pcap`), '--workers', workers, '--json']);
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout.toString('utf8')).commentsDropped, `--workers ${workers}`).toBe(comments);
+      expect(r.stderr).toMatch(new RegExp(`comments not written\\s+${comments.toLocaleString('en-US')} \\(pcap has no comments; pcapng keeps them\\)`));
+    }
+    const ng = dpemuRun(['replay', '--in', input, '--out', join(dir, 'commented-out.pcapng'), '--json']);
+    expect(ng.status, ng.stderr).toBe(0);
+    expect(JSON.parse(ng.stdout.toString('utf8')).commentsDropped).toBe(0);
+    expect(ng.stderr).not.toMatch(/comments not written/);
   });
 
   it('the CLI prints the equation and --stats writes the same JSON as --json', () => {

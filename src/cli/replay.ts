@@ -150,6 +150,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     ['accounting', acct.balanced() ? 'in = left + delivered + dropped + errors' : `UNBALANCED: ${int(acct.in)} in, ${int(acct.left + acct.delivered + acct.droppedTotal() + acct.errorsTotal())} accounted for`],
     ['rate', `${rate(acct.in, elapsedNs)} frames/s, ${rate(acct.bytesIn, elapsedNs)}B/s, ${(elapsedNs / 1e9).toFixed(3)} s`],
     ['threads', threadsText(result.stages) + (result.autoWorkers !== undefined ? `; ${result.autoWorkers}` : '')],
+    ...(result.commentsDropped > 0 ? ([['comments not written', `${int(result.commentsDropped)} (pcap has no comments; pcapng keeps them)`]] as [string, string][]) : []),
     ...(interrupted ? ([['interrupted', `yes: the output holds the ${int(acct.in)} frames read before SIGINT`]] as [string, string][]) : []),
   ];
   process.stderr.write(`dpemu replay: ${opts.in} -> ${opts.out} (${format}, ${pipeline})\n${table(rows)}\n`);
@@ -167,6 +168,7 @@ export async function runReplay(opts: ReplayCliOptions): Promise<void> {
     interrupted,
     workers: result.workers,
     autoWorkers: result.autoWorkers ?? null,
+    commentsDropped: result.commentsDropped,
     encoders: result.encoders,
     stages: result.stages,
   };

@@ -51,6 +51,7 @@ import {
   FMT_PCAP_NS,
   FMT_PCAP_US,
   FMT_PCAPNG,
+  H_COMMENTS_DROPPED,
   H_COUNT,
   H_ENC,
   H_MALFORMED,
@@ -146,6 +147,8 @@ export interface EngineResult {
   interrupted: boolean;
   /** Worker threads used (1: none, all in the calling thread). */
   workers: number;
+  /** Comments the output format could not carry (pcap): input pcapng comments, or a node's with comments on. */
+  commentsDropped: number;
   /** Chosen by autoWorkers() (no `workers` option), and why. */
   autoWorkers?: string;
   /** Encoder threads among them. */
@@ -396,6 +399,9 @@ class MainSide {
   }
 
   /** Write an encoded slot (sequence number seq) to the output. */
+  /** Comments of records encoded by the stages that a pcap output cannot carry (writeEncoded does not see them). */
+  commentsDropped = 0;
+
   write(slot: Slot, seq: number): void {
     const t0 = process.hrtime.bigint();
     const w = this.writer!;
@@ -406,6 +412,7 @@ class MainSide {
     }
     const h = slot.h;
     w.writeEncoded(slot.enc, 0, h[H_ENC]!, h[H_COUNT]!);
+    this.commentsDropped += h[H_COMMENTS_DROPPED]!;
     // A live capture that went quiet: what is processed goes out now, not when the buffer is full.
     if (this.idle) w.flush();
     if (this.identity) {
@@ -535,6 +542,7 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
       damage: m.damage,
       skipped: m.reader.errors,
       interrupted: r.interrupted,
+      commentsDropped: m.commentsDropped + m.writer!.commentsDropped,
       workers,
       autoWorkers: auto?.why,
       encoders: r.encoders,
