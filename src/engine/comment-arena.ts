@@ -20,8 +20,9 @@
  * Writer: one thread (the one running the node). Readers: the encoders, which read an entry
  * only through a record published after the entry was written (the slot's state is stored with
  * Atomics after the bytes, and loaded with Atomics before them). Entries are never changed; the
- * arena is reset only when it is full, after every output slot that may reference it has been
- * encoded (the caller's `drain`); entries of an older generation are written again when seen.
+ * arena is reset only when it is full and mostly missed (see entry), after every output slot
+ * that may reference it has been encoded (the caller's `drain`); an entry of an older generation
+ * is stored again at its second sight after the reset.
  *
  * Determinism: the bytes of a block are putComments' bytes for the same strings, whichever
  * thread encodes them and whether they came from the arena or a slot (engine-determinism).
@@ -151,5 +152,4 @@ export class CommentArena {
     e.optBytes = opt;
     return e;
   }
-
 }

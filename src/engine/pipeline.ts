@@ -10,7 +10,7 @@
  * The identity pipeline has no stateful stage: the reader's slots go straight to the encoders
  * (which also classify every frame for the accounting) and back to the writer.
  *
- * Threads: `workers` (default: the number of cores) is the number of worker threads. With 1
+ * Threads: `workers` (default: autoWorkers(), 2 or 1) is the number of worker threads. With 1
  * everything runs in the calling thread, without a pool, through the same stage objects and the
  * same encodeRecord(). With N ≥ 2: node pipeline = the sequencer in the main thread (with the
  * reader and the writer) + (N−1) encoder threads that read the frames the node rewrote in place
@@ -177,10 +177,10 @@ export function defaultWorkers(): number {
 /**
  * The thread count when none is given: 2 (when there are 2 cores) for a node writing pcapng with
  * comments, where an encoder thread takes the EPBs and comments off the node's thread (1M
- * frames here: 2 threads 1.25× one); 1 for everything else, where the work besides the node is a copy or two per frame
- * and slot hand-overs cost more than they save (1M frames, replay function, median of 3
- * interleaved rounds: node to pcap 1.86 Mframes/s with 1 thread vs 1.47 with 2; identity pcap
- * 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under AUTO_THREADS_MIN_BYTES: starting the
+ * frames here: 2 threads 1.25× one); 1 for everything else, where the work besides the node is
+ * a copy or two per frame and slot hand-overs cost more than they save (1M frames, replay
+ * function, median of 3 interleaved rounds: node to pcap 1.86 Mframes/s with 1 thread vs 1.47
+ * with 2; identity pcap 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under AUTO_THREADS_MIN_BYTES: starting the
  * pool costs ~60–100 ms (the README's sample: 0.016 s in one thread, 0.08–0.1 s with two),
  * and two threads save ~0.3 µs a frame, so they pay from a few hundred thousand frames. An
  * explicit `workers` is always followed.
@@ -625,9 +625,9 @@ class Yielder {
  * so whatever the input (other variants, pcapng), the bytes written are writeRecord's.
  *
  * Frames from elsewhere (the node's level buffers: tunnels, reassembly, ICMP errors) and frames
- * with comments (CaptureWriter.writeRecord encodes them; its cache of encoded comments makes a
- * connection's repeated comments cheap) are written at once, after the pending ones,
- * so the output keeps the node's order. Exported for tests.
+ * with comments are written at once, after the pending ones, so the output keeps the node's
+ * order; a connection's comments that come back are encoded once (a comment arena, see frame).
+ * Exported for tests.
  */
 export class WriterSink implements FrameSinkAt {
   tsSec = 0;
