@@ -407,6 +407,18 @@ export class CaptureWriter {
     this.epbClose(putCommentOptions(this.out, this.dv, p, blk, blkDv, bOff, bLen), flags);
   }
 
+  /**
+   * The checks of an EPB: its interface is defined, a caplen over the snaplen is counted, the
+   * frame lies inside `buf`. Returns origlen raised to caplen.
+   */
+  private epbChecks(buf: Uint8Array, off: number, caplen: number, origlen: number, iface: number): number {
+    if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
+    const snaplen = this.snaplens[iface]!;
+    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
+    if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
+    return origlen < caplen ? caplen : origlen;
+  }
+
   /** Position of the EPB that epbOpen opened (its options are being written). */
   private openPos = 0;
 
@@ -415,11 +427,7 @@ export class CaptureWriter {
    * bytes of options besides epb_flags, the head and the frame. Returns where the options go.
    */
   private epbOpen(buf: Uint8Array, sdv: DataView, off: number, caplen: number, origlen: number, tsSec: number, tsNsec: number, iface: number, optRoom: number): number {
-    if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
-    const snaplen = this.snaplens[iface]!;
-    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
-    if (origlen < caplen) origlen = caplen;
-    if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
+    origlen = this.epbChecks(buf, off, caplen, origlen, iface);
     const padded = (caplen + 3) & ~3;
     const bound = 32 + padded + optRoom + 12;
     let pos = this.pos;
@@ -848,11 +856,7 @@ export class CaptureWriter {
     iface: number,
     flags: number,
   ): void {
-    if (!(iface >= 0 && iface < this.nIf)) this.badInterface(iface);
-    const snaplen = this.snaplens[iface]!;
-    if (snaplen !== 0 && caplen > snaplen) this.overSnaplen++;
-    if (origlen < caplen) origlen = caplen;
-    if (off + caplen > buf.length || off < 0) this.badRange(buf, off, caplen);
+    origlen = this.epbChecks(buf, off, caplen, origlen, iface);
     const padded = (caplen + 3) & ~3;
     const blockLen = flags !== 0 ? 44 + padded : 32 + padded;
     let pos = this.pos;
