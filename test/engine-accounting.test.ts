@@ -174,7 +174,7 @@ describe('engine accounting: nodes', () => {
     expect(r.stderr).toMatch(/threads\s+1 \(everything in the main thread\); the default for this pipeline and output: more threads only add hand-overs \(--workers N to use them\)\n/);
   });
 
-  it('pcapng comments written to a pcap are counted and said, with one thread and with two', () => {
+  it('pcapng comments written to a pcap are counted and said, with one thread and with two', async () => {
     const input = join(dir, 'commented.pcapng');
     const w = CaptureWriter.open(input, { format: 'pcapng', interfaces: [{ name: 'a', linktype: 1 }] });
     const frame = new Uint8Array(60).map((_, i) => i);
@@ -191,6 +191,18 @@ describe('engine accounting: nodes', () => {
       expect(JSON.parse(r.stdout.toString('utf8')).commentsDropped, `--workers ${workers}`).toBe(comments);
       expect(r.stderr).toMatch(new RegExp(`comments not written\\s+${comments.toLocaleString('en-US')} \\(pcap has no comments; pcapng keeps them\\)`));
     }
+    // A node's comments to a pcap (the API allows it): the same count in every layout, also
+    // when the sequencer thread encodes its records itself (no encoder threads).
+    const node = loadNodeConfig(join(ROOT, 'pcaps', 'edge-node.yaml'));
+    const edge = join(ROOT, 'pcaps', 'edge-flows.pcapng');
+    const layouts = [{ workers: 1 }, { workers: 2 }, { workers: 2, sequencer: 'worker' as const }, { workers: 2, sequencer: 'worker' as const, encoders: 0 }];
+    const counts: number[] = [];
+    for (const [i, l] of layouts.entries()) {
+      const r = await replayNode({ inPath: edge, outPath: join(dir, `edge-cmt-${i}.pcap`), format: 'pcap', node, comments: true, ...l });
+      counts.push(r.commentsDropped);
+    }
+    expect(counts[0]).toBeGreaterThan(0);
+    expect(counts, JSON.stringify(layouts)).toEqual(layouts.map(() => counts[0]));
     const ng = dpemuRun(['replay', '--in', input, '--out', join(dir, 'commented-out.pcapng'), '--json']);
     expect(ng.status, ng.stderr).toBe(0);
     expect(JSON.parse(ng.stdout.toString('utf8')).commentsDropped).toBe(0);

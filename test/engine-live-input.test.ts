@@ -319,6 +319,28 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a 
       expect(b.stdout().length).toBe(outBytes(2));
     }
   }, 90_000);
+
+  it('a writer that opens the FIFO and closes it without writing: an empty input (exit 3); SIGTERM before any writer: exit 143 at once', async () => {
+    expect(fifoOk, 'mkfifo works').toBe(true);
+    const fifo = join(dir, `fifo-${fifoCount++}`);
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const out = join(dir, 'out-fifo-empty.pcap');
+    const a = startOnFifo(['replay', '--in', fifo, '--out', out]);
+    await new Promise((r) => setTimeout(r, 500));
+    closeSync(await openWriter(fifo)); // like `: > fifo`
+    const ra = await exitWithin(a, 15_000);
+    expect(ra.code, a.stderr()).toBe(3);
+    expect(a.stderr()).toMatch(/file header: empty file/);
+    expect(existsSync(out)).toBe(false);
+
+    // The open that watches for the writer (in libuv's thread pool) must not keep the process.
+    const b = startOnFifo(['replay', '--in', fifo, '--out', out]);
+    await new Promise((r) => setTimeout(r, 800));
+    b.child.kill('SIGTERM');
+    const rb = await exitWithin(b, 15_000);
+    expect(rb.code, b.stderr()).toBe(143);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 });
 
 describe('the corpus through a pipe', () => {

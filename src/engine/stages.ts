@@ -498,6 +498,8 @@ export class EncodeSink extends OutSink {
     let s = this.slot;
     if (s.h[H_COUNT]! >= s.g.records || s.h[H_ENC]! + size > s.g.enc) s = this.swap();
     const h = s.h;
+    // pcap: encodeRecord leaves the comments out; the writer's side counts them from here.
+    if (cl !== 0 && this.fmt !== FMT_PCAPNG) h[H_COMMENTS_DROPPED] = h[H_COMMENTS_DROPPED]! + comments!.length;
     h[H_ENC] = encodeRecord(this.fmt, s.enc, s.encDv, h[H_ENC]!, buf, this.dvOf(buf), off, len, len, this.tsSec, this.tsNsec, id, 2, this.scratch, this.scratchDv, 0, cl, this.nIf);
     h[H_COUNT] = h[H_COUNT]! + 1;
     this.written++;

@@ -54,6 +54,7 @@
  * every record, except the two points above (SunATM pseudo-header, invalid fractions).
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, read, readSync, statSync } from 'node:fs';
+import { open as fsOpen } from 'node:fs/promises';
 import { CaptureError } from './errors.js';
 import { linktypeName, maxSnaplenForLinktype } from './linktype.js';
 import type { CaptureInterface, RecordBatch, SectionInfo } from './types.js';
@@ -139,6 +140,54 @@ const LIVE_HEAD = 65536;
  * Ixia's; 24 too for what is not a capture: the constructor says so), the Section Header
  * Block's length for pcapng (at least 28), 12 while that is unknown.
  */
+/**
+ * Whether a writer has opened a FIFO since the watch began: a blocking open of it for reading in
+ * libuv's thread pool, which Linux returns from once any writer has opened the FIFO, even one that
+ * closed again at once (`: > fifo`). A non-blocking reader cannot tell that writer from none: its
+ * reads return 0 either way. A thread-pool call left waiting would keep the process from exiting
+ * (libuv joins its threads), so stop() and an exit hook wake it with a non-blocking open for
+ * writing of our own (it succeeds: the waiting open and our reader count as readers).
+ */
+class FifoWriterWatch {
+  seen = false;
+  private settled = false;
+  private readonly done: Promise<void>;
+  private readonly onExit = (): void => this.wake();
+
+  constructor(private readonly path: string) {
+    this.done = fsOpen(path, 'r').then(
+      (h) => {
+        this.seen = true;
+        this.settled = true;
+        return h.close();
+      },
+      () => {
+        this.settled = true;
+      },
+    );
+    process.on('exit', this.onExit);
+  }
+
+  private wake(): void {
+    if (this.settled) return;
+    try {
+      closeSync(openSync(this.path, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+    } catch {
+      // no reader left: nothing waits
+    }
+  }
+
+  /** Make sure the open is not left waiting (it may not have started yet: wake until it ends). */
+  async stop(): Promise<void> {
+    while (!this.settled) {
+      this.wake();
+      await Promise.race([this.done, new Promise((r) => setTimeout(r, 20))]);
+    }
+    await this.done;
+    process.off('exit', this.onExit);
+  }
+}
+
 function liveHeaderLength(b: Uint8Array, n: number): number {
   if (n < 4) return 24;
   const dv = new DataView(b.buffer, b.byteOffset, n);
@@ -476,7 +525,7 @@ export class CaptureReader {
       // a socket, or no /proc: reads that wait in the thread
     }
     if (nb < 0) return CaptureReader.fromFd(fd, name, opts);
-    return CaptureReader.liveHead(fd, nb, name, opts, signal, false);
+    return CaptureReader.liveHead(fd, nb, name, opts, signal, null);
   }
 
   /**
@@ -502,16 +551,21 @@ export class CaptureReader {
       throw new CaptureError(path, -1, '', `cannot open: ${(e as Error).message}`);
     }
     // The reader reads and closes nbFd; fd is the same descriptor, not owned twice.
-    return CaptureReader.liveHead(fd, fd, path, opts, signal, true);
+    const watch = new FifoWriterWatch(path);
+    try {
+      return await CaptureReader.liveHead(fd, fd, path, opts, signal, watch);
+    } finally {
+      await watch.stop();
+    }
   }
 
   /**
    * The file header of a live input read through `nb` (non-blocking), with the thread free;
-   * `awaitWriter`: a FIFO whose writer may not have come yet (0 bytes is not the end until a
-   * writer has been seen: data, or EAGAIN).
+   * `fifo`: a FIFO whose writer may not have come yet (0 bytes is not the end until a writer has
+   * been seen: data, EAGAIN, or the watch's open returned).
    */
-  private static async liveHead(fd: number, nb: number, name: string, opts: ReaderOptions | undefined, signal: AbortSignal | null | undefined, awaitWriter: boolean): Promise<CaptureReader | null> {
-    let writerSeen = !awaitWriter;
+  private static async liveHead(fd: number, nb: number, name: string, opts: ReaderOptions | undefined, signal: AbortSignal | null | undefined, fifo: FifoWriterWatch | null): Promise<CaptureReader | null> {
+    let writerSeen = fifo === null;
     let bytes = new Uint8Array(LIVE_HEAD);
     let n = 0;
     let eof = false;
@@ -537,6 +591,8 @@ export class CaptureReader {
           got = -1;
           writerSeen = true;
         }
+        // A writer that opened and closed without writing leaves only the watch's word.
+        if (got === 0 && !writerSeen && fifo!.seen) writerSeen = true;
         if (got < 0 || (got === 0 && !writerSeen)) {
           // Nothing yet (no writer yet, or a quiet one): look again later.
           const now = performance.now();
