@@ -333,6 +333,11 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a 
     expect(a.stderr()).toMatch(/file header: empty file/);
     expect(existsSync(out)).toBe(false);
 
+    // The FIFO as the output as well: refused at once (exit 4), not after its writer came.
+    const same = spawnSync(process.execPath, [CLI, 'replay', '--in', fifo, '--out', fifo], { timeout: 15_000, encoding: 'utf8' });
+    expect(same.status, same.stderr).toBe(4);
+    expect(same.stderr).toMatch(/is the input file/);
+
     // The open that watches for the writer (in libuv's thread pool) must not keep the process.
     const b = startOnFifo(['replay', '--in', fifo, '--out', out]);
     await new Promise((r) => setTimeout(r, 800));

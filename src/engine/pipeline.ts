@@ -29,10 +29,11 @@
  * function of the records (encodeRecord, putComments), and the writer appends the encoded slots
  * in order. Slot boundaries do not change the bytes: a file is the concatenation of its records.
  */
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { CaptureReader } from '../pcap/reader.js';
-import { CaptureWriter, type WriterOptions } from '../pcap/writer.js';
+import { CaptureWriter, WriterError, type WriterOptions } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
 import type { NodeConfig } from '../elements/linux/config.js';
@@ -72,6 +73,19 @@ import { describeFailure, Encoder, failureOf, faultFromEnv, InputFiller, outputI
 import { SequencerStage, type FrameSinkAt, type NodeStageOptions } from './sequencer.js';
 import { CommentArena } from './comment-arena.js';
 import type { EngineTask, SlotGrowth, SlotRef, StageStats, TaskResult } from './worker.js';
+
+/** Are `a` and `b` the same named pipe? */
+function sameFifo(a: string, b: string): boolean {
+  if (b === '-') return false;
+  try {
+    const sa = statSync(a);
+    if (!sa.isFIFO()) return false;
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
 
 /** A problem with the options (reported as a usage error). */
 export class ReplayUsageError extends Error {}
@@ -503,7 +517,9 @@ export async function runEngine(spec: PipelineSpec, opts: EngineOptions): Promis
     reader = await CaptureReader.fromFdLive(0, '<stdin>', ropts, opts.signal);
     if (reader === null) throw new InputInterrupted('interrupted before the capture on standard input began: nothing read, no output written');
   } else {
-    // A named pipe is live too (its writer may not even have started).
+    // A named pipe is live too (its writer may not even have started). Given as the output as
+    // well, it is refused now rather than once its writer has come (the writer's own check).
+    if (sameFifo(opts.inPath, opts.outPath)) throw new WriterError(`output ${opts.outPath} is the input file ${opts.inPath}`, opts.outPath);
     reader = await CaptureReader.openLive(opts.inPath, ropts, opts.signal);
     if (reader === null) throw new InputInterrupted(`interrupted before the capture in ${opts.inPath} began: nothing read, no output written`);
   }
