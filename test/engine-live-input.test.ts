@@ -95,31 +95,40 @@ interface Live {
 
 let fifoCount = 0;
 
-/** dpemu ARGS with standard input fed by the test, through a FIFO or a socket. */
-function startLive(kind: Kind, args: string[]): Live {
-  let fd = -1;
-  let stdin: 'pipe' | number = 'pipe';
-  if (kind === 'pipe') {
-    const fifo = join(dir, `fifo-${fifoCount++}`);
-    if (spawnSync('mkfifo', [fifo]).status !== 0) throw new Error('mkfifo failed');
-    // Opened read-write first, the FIFO has a writer, so the read-only open does not wait.
-    fd = openSync(fifo, 'r+');
-    stdin = openSync(fifo, 'r');
-  }
+/** A new FIFO in the test directory. */
+function newFifo(): string {
+  const fifo = join(dir, `fifo-${fifoCount++}`);
+  if (spawnSync('mkfifo', [fifo]).status !== 0) throw new Error('mkfifo failed');
+  return fifo;
+}
+
+/** dpemu ARGS with standard input `stdin`; its output and exit collected. */
+function spawnDpemu(args: string[], stdin: 'pipe' | 'ignore' | number): Omit<Live, 'write' | 'end'> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: [stdin, 'pipe', 'pipe'] });
-  if (typeof stdin === 'number') closeSync(stdin);
   const out: Buffer[] = [];
   let err = '';
   child.stdout!.on('data', (d: Buffer) => out.push(d));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+  return { child, stdout: () => Buffer.concat(out), stderr: () => err, exited };
+}
+
+/** dpemu ARGS with standard input fed by the test, through a FIFO or a socket. */
+function startLive(kind: Kind, args: string[]): Live {
+  let fd = -1;
+  let stdin: 'pipe' | number = 'pipe';
+  if (kind === 'pipe') {
+    const fifo = newFifo();
+    // Opened read-write first, the FIFO has a writer, so the read-only open does not wait.
+    fd = openSync(fifo, 'r+');
+    stdin = openSync(fifo, 'r');
+  }
+  const l = spawnDpemu(args, stdin);
+  if (typeof stdin === 'number') closeSync(stdin);
   return {
-    child,
-    write: (b) => (fd >= 0 ? writeSync(fd, b) : child.stdin!.write(b)),
-    end: () => (fd >= 0 ? closeSync(fd) : child.stdin!.end()),
-    stdout: () => Buffer.concat(out),
-    stderr: () => err,
-    exited,
+    ...l,
+    write: (b) => (fd >= 0 ? writeSync(fd, b) : l.child.stdin!.write(b)),
+    end: () => (fd >= 0 ? closeSync(fd) : l.child.stdin!.end()),
   };
 }
 
@@ -271,13 +280,7 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('li
 describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a named pipe as --in (mkfifo f; tcpdump -U -w f & dpemu --in f)', () => {
   /** dpemu ARGS, reading the FIFO `fifo` itself (--in fifo). */
   function startOnFifo(args: string[]): Live {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => out.push(d));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
-    return { child, write: () => undefined, end: () => undefined, stdout: () => Buffer.concat(out), stderr: () => err, exited };
+    return { ...spawnDpemu(args, 'ignore'), write: () => undefined, end: () => undefined };
   }
   /** The writer's end, once dpemu has the FIFO open (a non-blocking open fails until then). */
   async function openWriter(fifo: string): Promise<number> {
@@ -294,8 +297,7 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a 
 
   it('SIGINT before any writer: exit 130 at once, no output; a writer that starts late: each frame out before the next, then the end', async () => {
     expect(fifoOk, 'mkfifo works').toBe(true);
-    const fifo = join(dir, `fifo-${fifoCount++}`);
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const fifo = newFifo();
     const out = join(dir, 'out-fifo.pcap');
     const a = startOnFifo(['replay', '--in', fifo, '--out', out]);
     await new Promise((r) => setTimeout(r, 800));
@@ -322,8 +324,7 @@ describe.skipIf(!spawnSync('sh', ['-c', 'command -v mkfifo']).stdout.length)('a 
 
   it('a writer that opens the FIFO and closes it without writing: an empty input (exit 3); SIGTERM before any writer: exit 143 at once', async () => {
     expect(fifoOk, 'mkfifo works').toBe(true);
-    const fifo = join(dir, `fifo-${fifoCount++}`);
-    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const fifo = newFifo();
     const out = join(dir, 'out-fifo-empty.pcap');
     const a = startOnFifo(['replay', '--in', fifo, '--out', out]);
     await new Promise((r) => setTimeout(r, 500));
