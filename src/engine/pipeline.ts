@@ -33,7 +33,7 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { CaptureReader } from '../pcap/reader.js';
-import { CaptureWriter, WriterError, type WriterOptions } from '../pcap/writer.js';
+import { CaptureWriter, sameFile, WriterError, type WriterOptions } from '../pcap/writer.js';
 import { CaptureError } from '../pcap/errors.js';
 import { LINKTYPE_ETHERNET, RecordBatch, type CaptureFormat, type OutputInterface } from '../pcap/types.js';
 import type { NodeConfig } from '../elements/linux/config.js';
@@ -80,8 +80,7 @@ function sameFifo(a: string, b: string): boolean {
   try {
     const sa = statSync(a);
     if (!sa.isFIFO()) return false;
-    const sb = statSync(b);
-    return sa.dev === sb.dev && sa.ino === sb.ino;
+    return sameFile(sa, statSync(b));
   } catch {
     return false;
   }

@@ -119,7 +119,8 @@ function fsReason(e: unknown): { reason: string; code?: string } {
   return { reason: String(e) };
 }
 
-function sameFile(a: fs.Stats, b: fs.Stats): boolean {
+/** Do two stats name the same file (device and inode)? */
+export function sameFile(a: fs.Stats, b: fs.Stats): boolean {
   return a.dev === b.dev && a.ino === b.ino;
 }
 
