@@ -419,10 +419,11 @@ export class RecordSink extends OutSink {
     let s = this.slot;
     const g = s.g;
     const ng = this.fmt === FMT_PCAPNG;
+    // encodedSize() with flags 2 of a record whose comments are not copied inline: 44 + padded,
+    // plus the arena's comment options (their 4-byte header and padded text; the end-of-options
+    // is in the 44).
+    const size = ng ? 44 + ((len + 3) & ~3) + (ent !== null ? ent.optBytes : 0) : 16 + len;
     if (buf === this.inData && (nc === 0 || ent !== null)) {
-      // encodedSize() with flags 2: 44 + padded, plus the comment options (their 4-byte
-      // header and padded text; the end-of-options is in the 44).
-      const size = ng ? 44 + ((len + 3) & ~3) + (ent !== null ? ent.optBytes : 0) : 16 + len;
       let h = s.h;
       if (h[H_COUNT]! >= g.records || h[H_ENC]! + size > g.enc) {
         s = this.swap();
@@ -444,7 +445,7 @@ export class RecordSink extends OutSink {
     }
     const inline = nc !== 0 && ent === null;
     const cb = inline ? commentsBound(comments!) : 0;
-    const eb = ng ? EPB_MAX_OVERHEAD + len + (inline ? cb + COMMENT_OPT_OVERHEAD * nc : ent !== null ? ent.optBytes : 0) : 16 + len;
+    const eb = inline && ng ? EPB_MAX_OVERHEAD + len + cb + COMMENT_OPT_OVERHEAD * nc : size;
     let h = s.h;
     if (h[H_COUNT]! >= g.records || h[H_DATA]! + len + cb > g.data || h[H_ENC]! + eb > g.enc) {
       s = this.swap();
@@ -461,14 +462,10 @@ export class RecordSink extends OutSink {
       s.cmtLen[i] = cl;
       h[H_ENC] = h[H_ENC]! + encodedSize(this.fmt, len, 2, s.data, dpos, cl);
       dpos += cl;
-    } else if (ent !== null) {
-      s.cmtOff[i] = ent.off;
-      s.cmtLen[i] = ent.len;
-      h[H_ENC] = h[H_ENC]! + (ng ? 44 + ((len + 3) & ~3) + ent.optBytes : 16 + len);
     } else {
-      s.cmtLen[i] = 0;
-      // encodedSize() without comments, flags 2.
-      h[H_ENC] = h[H_ENC]! + (ng ? 44 + ((len + 3) & ~3) : 16 + len);
+      s.cmtOff[i] = ent !== null ? ent.off : 0;
+      s.cmtLen[i] = ent !== null ? ent.len : 0;
+      h[H_ENC] = h[H_ENC]! + size;
     }
     h[H_DATA] = dpos;
     h[H_COUNT] = i + 1;
