@@ -1136,6 +1136,7 @@ export class Ruleset {
           let bit: number;
           if (ct >= 0) {
             bit = skb.ctState;
+            if ((code[pc + 1]! & (CT_SNAT | CT_DNAT)) !== 0) skb.ctLive = true;
             const st = this.ctv.status[ct]!;
             if (st & IPS_SRC_NAT) bit |= CT_SNAT;
             if (st & IPS_DST_NAT) bit |= CT_DNAT;
@@ -1161,6 +1162,7 @@ export class Ruleset {
         case OP_CTADDR: {
           const ctv = this.ctv;
           const w = code[pc + 1]!;
+          if (w >= 2) skb.ctLive = true;
           const a = w === 0 ? ctv.origSrc[skb.ct]! : w === 1 ? ctv.origDst[skb.ct]! : w === 2 ? ctv.replSrc[skb.ct]! : ctv.replDst[skb.ct]!;
           if (((a & code[pc + 2]!) === code[pc + 3]) === (code[pc + 4] === 1)) return 0;
           pc += 5;
@@ -1169,12 +1171,14 @@ export class Ruleset {
         case OP_CTPORT: {
           const ctv = this.ctv;
           const w = code[pc + 1]!;
+          if (w >= 2) skb.ctLive = true;
           const p = w === 0 ? ctv.origSport[skb.ct]! : w === 1 ? ctv.origDport[skb.ct]! : w === 2 ? ctv.replSport[skb.ct]! : ctv.replDport[skb.ct]!;
           if ((p >= code[pc + 2]! && p <= code[pc + 3]!) === (code[pc + 4] === 1)) return 0;
           pc += 5;
           break;
         }
         case OP_CTSTATUS:
+          skb.ctLive = true;
           if (((this.ctv.status[skb.ct]! & code[pc + 1]!) !== 0) === (code[pc + 2] === 1)) return 0;
           pc += 3;
           break;

@@ -143,6 +143,12 @@ export class Skb {
    * is then not a function of the connection alone, so the node's flow memo must not keep it.
    */
   impure = false;
+  /**
+   * Set when a rule read what a connection's NAT set-up and confirmation change (the status
+   * bits, SNAT/DNAT states, the reply tuple): the first packet's walk then differs from the
+   * next one's, and the flow memo must not keep it (LinuxNode.memoLookup).
+   */
+  ctLive = false;
 
   /**
    * Re-point at a new packet; resets all metadata but the time (nowSec, which the caller sets
@@ -165,5 +171,6 @@ export class Skb {
     this.natRangeSet = false;
     this.verdictRef = '';
     this.impure = false;
+    this.ctLive = false;
   }
 }

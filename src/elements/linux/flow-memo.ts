@@ -18,9 +18,18 @@
  * the length against the MTU) are checked on each hit; a packet that fails them takes the
  * full walk, which then sends the ICMP error or fragments.
  *
+ * The first packet of a connection (NEW, its entry made by that lookup) is recorded too: its walk
+ * is the next packets' walk plus the nat chains, which only the first packet traverses (the
+ * bindings they choose are then conntrack's and are replayed for every later packet). So what
+ * those chains read does not count against the walk, a mark they set (kube-proxy's
+ * KUBE-MARK-MASQ, read later by the filter) cancels the record, and rules elsewhere that read
+ * what NAT set-up and confirmation change (status bits, SNAT/DNAT states, the reply tuple) set
+ * Skb.ctLive, which cancels it too; the key's status is the entry's once confirmed (POSTROUTING
+ * confirms it before the frame leaves). The second packet then skips the tables as well.
+ *
  * Only the plainest outcome is memoised: the input frame left, whole, by one Ethernet device,
- * with no frame generated, no NAT set up, no tunnel, no local delivery. A hit writes the
- * addresses, ports and TTL the walk wrote and updates each checksum once with the summed
+ * with no frame generated, no NAT set up (but on the first packet), no tunnel, no local
+ * delivery. A hit writes the addresses, ports and TTL the walk wrote and updates each checksum once with the summed
  * difference of the walk's replacements (DNAT port and address, TTL, SNAT port and address):
  * the input tuple is fixed by the key, and the TTL word always loses 0x100, so the differences
  * are constants of the record; one summed update equals the walk's updates one after the other

@@ -165,6 +165,11 @@ export class LinuxNode implements NetfilterEnv {
   readonly memo: FlowMemo | null;
   /** The walk being recorded for the memo: conntrack node (2·id + dir), or -1; and its key. */
   private recNode = -1;
+  /**
+   * The walk being recorded is the connection's first packet (its entry not confirmed yet): the
+   * memo is keyed with the status the entry has once confirmed (memoStore), see memoLookup.
+   */
+  private recFirst = false;
   private recState = 0;
   private recStatus = 0;
   private recMark = 0;
@@ -335,6 +340,7 @@ export class LinuxNode implements NetfilterEnv {
     this.framesGenerated = 0;
     this.absorbed = 0;
     this.recNode = -1;
+    this.recFirst = false;
     if (this.notes.length !== 0) this.notes.length = 0;
     this.memoNotes = null;
     const L = this.level(0);
@@ -510,11 +516,22 @@ export class LinuxNode implements NetfilterEnv {
     const v = skb.v;
     if (skb.trace !== null || !L.fromInput || L.fragMax !== 0 || (st !== CT_NEW && st !== CT_ESTABLISHED) || (v.ipProto !== 6 && v.ipProto !== 17)) return false;
     const ct = this.ct;
-    if (!ct.isConfirmed(id)) return false;
     const node = 2 * id + skb.ctDir;
     const status = ct.status[id]!;
-    const o = this.memo!.find(node, st, status, skb.mark, skb.inIf);
-    if (o >= 0 && this.memoForward(L, o, node)) return true;
+    if (ct.isConfirmed(id)) {
+      const o = this.memo!.find(node, st, status, skb.mark, skb.inIf);
+      if (o >= 0 && this.memoForward(L, o, node)) return true;
+      this.recFirst = false;
+    } else {
+      // The first packet of a connection (NEW, original direction, its entry made by this
+      // lookup): its walk is the second packet's walk plus the nat chains, which the second
+      // packet does not traverse (nf_nat_inet_fn: the bindings are set up by then). natHook
+      // keeps what those chains read out of the walk's purity and gives up if they set the mark;
+      // rules elsewhere that read what NAT set-up and confirmation change (ct status, reply
+      // tuple) set Skb.ctLive. The key's status is the entry's once confirmed (memoStore).
+      if (st !== CT_NEW || skb.ctDir !== 0) return false;
+      this.recFirst = true;
+    }
     this.recNode = node;
     this.recState = st;
     this.recStatus = status;
@@ -585,7 +602,14 @@ export class LinuxNode implements NetfilterEnv {
     this.recNode = -1;
     if (skb.impure || L !== this.levels[0] || !L.fromInput || this.framesOut !== 0 || this.framesGenerated !== 0 || this.lastNeigh < 0) return;
     if (off !== v.ipOff - 14 || len !== v.ipTotalLen + 14 || skb.ct !== node >> 1) return;
-    this.memo!.store(node, this.recState, this.recStatus, this.recMark, skb.inIf, outIf, this.ifaces[outIf]!.mtu, this.lastNeigh,
+    let status = this.recStatus;
+    if (this.recFirst) {
+      // POSTROUTING confirmed the entry before the frame left: its status is what the next
+      // packet's lookup finds (only a reply changes it, and a reply has another key).
+      if (skb.ctLive || !this.ct.isConfirmed(skb.ct)) return;
+      status = this.ct.status[skb.ct]!;
+    }
+    this.memo!.store(node, this.recState, status, this.recMark, skb.inIf, outIf, this.ifaces[outIf]!.mtu, this.lastNeigh,
       this.recSrc, this.recDst, this.recPorts, v.srcIp, v.dstIp, (v.srcPort << 16) | v.dstPort, this.commentsOn ? Object.freeze(this.notes.slice()) : null);
   }
 
@@ -981,11 +1005,20 @@ export class LinuxNode implements NetfilterEnv {
     const skb = L.skb;
     if (skb.ct < 0) return true;
     if (this.nat.needsSetup(skb, manip)) {
-      this.recNode = -1;
+      // Only the first packet's walk records through a NAT set-up (memoLookup).
+      if (!this.recFirst) this.recNode = -1;
       skb.natRangeSet = false;
       if (this.hasTable[TABLE_NAT]) {
         if (skb.trace) skb.trace.add('table', `nat/${HOOK_NAMES[hook]}`);
+        const impure = skb.impure;
+        const ctLive = skb.ctLive;
+        const mark = skb.mark;
         const verdict = this.rules!.run(TABLE_NAT, hook, skb);
+        // Later packets do not traverse the nat chains: what they read does not make the walk
+        // impure, but a mark they set (KUBE-MARK-MASQ) would be missing from the later walks.
+        skb.impure = impure;
+        skb.ctLive = ctLive;
+        if (skb.mark !== mark) this.recNode = -1;
         if (verdict !== VERDICT_ACCEPT) {
           this.ct.abandon(skb);
           this.drop(L, skb.verdictRef || `nat/${HOOK_NAMES[hook]}: DROP`);
