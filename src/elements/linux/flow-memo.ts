@@ -29,8 +29,9 @@
  *
  * Only the plainest outcome is memoised: the input frame left, whole, by one Ethernet device,
  * with no frame generated, no NAT set up (but on the first packet), no tunnel, no local
- * delivery. A hit writes the addresses, ports and TTL the walk wrote and updates each checksum once with the summed
- * difference of the walk's replacements (DNAT port and address, TTL, SNAT port and address):
+ * delivery. A hit writes the addresses, ports and TTL the walk wrote and updates each checksum
+ * once with the summed difference of the walk's replacements (DNAT port and address, TTL, SNAT
+ * port and address):
  * the input tuple is fixed by the key, and the TTL word always loses 0x100, so the differences
  * are constants of the record; one summed update equals the walk's updates one after the other
  * (csumApplyDelta, property-tested), so the bytes, checksums included, are those of the walk.
