@@ -215,11 +215,14 @@ export function autoWorkers(spec: PipelineSpec, format: CaptureFormat, inputByte
 /** autoWorkers: inputs smaller than this (bytes; a pipe's size is unknown) run in one thread. */
 const AUTO_THREADS_MIN_BYTES = 32 << 20;
 
-/** The compiled worker module (tests run the TypeScript sources in-process: use the build). */
+/**
+ * The compiled worker module (tests run the TypeScript sources in-process: use the build). From
+ * dist/engine/pipeline.js and from the CLI bundle, dist/cli/main.js (scripts/bundle.mjs), alike.
+ */
 function workerFile(): string {
   const here = import.meta.url;
   if (here.endsWith('.ts')) return new URL('../../dist/engine/worker.js', here).href;
-  return new URL('./worker.js', here).href;
+  return new URL('../engine/worker.js', here).href;
 }
 
 function fmtOf(format: CaptureFormat, ns: boolean | undefined): number {

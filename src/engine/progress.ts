@@ -3,11 +3,15 @@
  * from the input's size (bytes read / file size). It appears only after `delayMs` so that short
  * runs print nothing but their summary, and it is erased before the summary.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressTypes from 'cli-progress';
 import type { Progress } from './pipeline.js';
 
+/** cli-progress (CommonJS), loaded when a bar first appears: most runs never show one, and the load costs ~15 ms of every start. */
+const load = (): typeof cliProgressTypes => createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
+
 export class ProgressBar {
-  private bar: cliProgress.SingleBar | null = null;
+  private bar: cliProgressTypes.SingleBar | null = null;
   private started = false;
 
   constructor(
@@ -20,6 +24,7 @@ export class ProgressBar {
       if (p.elapsedNs < this.delayMs * 1e6) return;
       this.started = true;
       const known = p.fileSize > 0;
+      const cliProgress = load();
       this.bar = new cliProgress.SingleBar(
         {
           format: known
