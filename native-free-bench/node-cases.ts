@@ -190,14 +190,16 @@ class CountingSink implements FrameSink {
  * from a pristine copy with one bulk copy (included in the figure: ~1–3 ns per frame).
  * `flowMemo` false: every packet walks every table (the node's flow memo is off).
  */
-export function nodeCase(id: string, name: string, yaml: string, frameList: readonly Uint8Array[], inIf: string, note?: string, flowMemo = true): MicroCase {
+export function nodeCase(id: string, name: string, yaml: string, frameList: readonly Uint8Array[], inIf: string, note?: string, flowMemo = true, passSeconds = 0): MicroCase {
   const node = new LinuxNode(nodeConfig(yaml, `${id}.yaml`), { seed: 1, comments: false, inPlace: true, flowMemo });
   const fs = new FrameSet(frameList);
   const pristine = fs.buf.slice();
   const ifc = node.ifIndex(inIf);
   if (ifc < 0) throw new Error(`${id}: no interface ${inIf}`);
   const sink = new CountingSink();
-  const now = 1_700_000_000;
+  // passSeconds > 0: capture time moves on by that much before each pass, so the connections of
+  // the previous pass have expired and every pass opens its connections again (churn).
+  let now = 1_700_000_000;
   const fsDv = new DataView(fs.buf.buffer, fs.buf.byteOffset, fs.buf.byteLength);
   for (let i = 0; i < fs.count; i++) {
     const fate = node.receive(fs.buf, fsDv, fs.off[i]!, fs.len[i]!, fs.len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, 0, sink);
@@ -212,6 +214,7 @@ export function nodeCase(id: string, name: string, yaml: string, frameList: read
     bytesPerOp: fs.bytes,
     note,
     fn: () => {
+      now += passSeconds;
       buf.set(pristine);
       for (let i = 0; i < count; i++) node.receive(buf, fsDv, off[i]!, len[i]!, len[i]!, LINKTYPE_ETHERNET, 0, ifc, now, 0, sink);
     },
@@ -227,9 +230,11 @@ export interface NodeCaseSpec {
   inIf: string;
   note?: string;
   flowMemo?: boolean;
+  /** Capture time added before each pass (see nodeCase). */
+  passSeconds?: number;
 }
 
 /** The isolated-worker entry point: the node case of `spec`. */
 export function buildCase(spec: NodeCaseSpec): MicroCase {
-  return nodeCase(spec.id, spec.name, spec.yaml, spec.frames, spec.inIf, spec.note, spec.flowMemo ?? true);
+  return nodeCase(spec.id, spec.name, spec.yaml, spec.frames, spec.inIf, spec.note, spec.flowMemo ?? true, spec.passSeconds ?? 0);
 }

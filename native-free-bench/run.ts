@@ -205,8 +205,8 @@ if (only.has('node')) {
   // would share their functions' type feedback and each be measured slower than it runs).
   const cases: IsolatedCase[] = [];
   const nodeCasesModule = new URL('./node-cases.js', import.meta.url).href;
-  const add = (id: string, name: string, yaml: string, frames: readonly Uint8Array[], inIf: string, note?: string, flowMemo = true): void => {
-    const spec: NodeCaseSpec = { id, name, yaml, frames, inIf, note, flowMemo };
+  const add = (id: string, name: string, yaml: string, frames: readonly Uint8Array[], inIf: string, note?: string, flowMemo = true, passSeconds = 0): void => {
+    const spec: NodeCaseSpec = { id, name, yaml, frames, inIf, note, flowMemo, passSeconds };
     cases.push({ id, module: nodeCasesModule, spec });
   };
   // Established flows: after the first packet of each, the flow memo serves them (flow-memo.ts);
@@ -217,6 +217,13 @@ if (only.has('node')) {
   add('node-rewrite', 'router + NETMAP DNAT and SNAT (the tcprewrite-equivalent rewrite)', rewriteYaml(), mixedTpl, 'eth0');
   add('node-full', 'full pipeline: Service DNAT (3 endpoints) + MASQUERADE + 20-rule filter', fullPipelineYaml(20), svcTpl, 'eth0');
   add('node-full-nomemo', 'full pipeline (memo off)', fullPipelineYaml(20), svcTpl, 'eth0', off, false);
+  // Short connections: 1,024 connections of 4 packets (round robin); each pass comes 600 s after
+  // the last, when conntrack has let the previous pass's entries expire, so every pass opens
+  // 1,024 connections again: Service DNAT (statistic random), MASQUERADE, confirm, the filter.
+  const short = [0, 1, 2, 3].flatMap(() => svcTpl.slice(0, 1024));
+  const perConn = 'every 4th frame opens a connection (the previous pass expired): ×4 for the cost of a 4-packet connection';
+  add('node-full-short', 'full pipeline, 4-packet connections (each pass opens 1,024)', fullPipelineYaml(20), short, 'eth0', perConn, true, 600);
+  add('node-full-short-nomemo', 'full pipeline, 4-packet connections (memo off)', fullPipelineYaml(20), short, 'eth0', `${perConn}; ${off}`, false, 600);
   // Tunnel rows: the memo serves only plain forwards, so their baselines run without it.
   add('node-tunnel-plain', 'tunnel node, forward without tunnel (baseline of the tunnel rows; memo off)', vxlanYaml(), back('02:00:00:00:0e:05', '02:00:00:00:0e:06'), 'eth0', off, false);
   add('node-vxlan-encap', 'forward + VXLAN encap (outer packet through OUTPUT/POSTROUTING)', vxlanYaml(), mixedTpl, 'eth1');
