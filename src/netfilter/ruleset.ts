@@ -910,6 +910,10 @@ export class Ruleset {
         if (m === 0) continue;
         if (m === 2) return this.hotdrop(r, skb);
       }
+      // What a target may change: the mark, notrack (raw), the verdict and its reference, the
+      // NAT range. The flow memo relies on it (LinuxNode.natHook): of what the nat chains change,
+      // only the mark is read later in a walk. A target that writes more (a connmark, say) must
+      // be taken into account there.
       switch (tKind[r]) {
         case T_NONE:
         case T_LOG:

@@ -168,6 +168,8 @@ export class LinuxNode implements NetfilterEnv {
   /**
    * The walk being recorded is the connection's first packet (its entry not confirmed yet): the
    * memo is keyed with the status the entry has once confirmed (memoStore), see memoLookup.
+   * Meaningful only while recNode ≥ 0 (a stale true with recNode −1 is never read: only
+   * memoLookup starts a record, and it sets both).
    */
   private recFirst = false;
   private recState = 0;
@@ -604,8 +606,8 @@ export class LinuxNode implements NetfilterEnv {
     if (off !== v.ipOff - 14 || len !== v.ipTotalLen + 14 || skb.ct !== node >> 1) return;
     let status = this.recStatus;
     if (this.recFirst) {
-      // POSTROUTING confirmed the entry before the frame left: its status is what the next
-      // packet's lookup finds (only a reply changes it, and a reply has another key).
+      // POSTROUTING confirmed the entry before the frame left: the key takes its status as the
+      // next packet's lookup will see it (should it have changed by then, that is a miss).
       if (skb.ctLive || !this.ct.isConfirmed(skb.ct)) return;
       status = this.ct.status[skb.ct]!;
     }
