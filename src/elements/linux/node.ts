@@ -168,7 +168,7 @@ export class LinuxNode implements NetfilterEnv {
   /**
    * The walk being recorded is the connection's first packet (its entry not confirmed yet): the
    * memo is keyed with the status the entry has once confirmed (memoStore), see memoLookup.
-   * Meaningful only while recNode ≥ 0 (a stale true with recNode −1 is never read: only
+   * Meaningful only while recNode ≥ 0 (a stale true with recNode −1 changes nothing: only
    * memoLookup starts a record, and it sets both).
    */
   private recFirst = false;
