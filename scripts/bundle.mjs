@@ -3,8 +3,9 @@
 //
 // Why: Node loads an ES module graph file by file. dpemu's ~50 modules plus yaml's ~80 and
 // commander cost ~120 ms of every start, more than a whole 100,000-frame replay; one file per
-// entry takes ~60 ms less (measured: a 1-frame `dpemu replay --node` went from 219 to 159 ms,
-// median of 11 interleaved runs; Node itself starts in ~100 ms). The other files of dist/ stay
+// entry takes ~55 ms less (measured: a 1-frame `dpemu replay --node` went from 201 to 146 ms,
+// 307 to 228 ms with --workers 2, medians of 15 and 11 interleaved runs; Node itself starts in
+// ~100 ms). The other files of dist/ stay
 // as tsc wrote them: they are the library's API (dist/index.js) and what the tests import.
 //
 // piscina stays outside (loaded with import() only when a run uses worker threads).
