@@ -136,11 +136,6 @@ const BYTE_ORDER_MAGIC_SWAPPED = 0x4d3c2b1a;
 const LIVE_HEAD = 65536;
 
 /**
- * Bytes the file header of a capture starting with the n bytes in b needs: 24 for pcap (28 for
- * Ixia's; 24 too for what is not a capture: the constructor says so), the Section Header
- * Block's length for pcapng (at least 28), 12 while that is unknown.
- */
-/**
  * Whether a writer has opened a FIFO since the watch began: a blocking open of it for reading in
  * libuv's thread pool, which Linux returns from once any writer has opened the FIFO, even one that
  * closed again at once (`: > fifo`). A non-blocking reader cannot tell that writer from none: its
@@ -188,6 +183,11 @@ class FifoWriterWatch {
   }
 }
 
+/**
+ * Bytes the file header of a capture starting with the n bytes in b needs: 24 for pcap (28 for
+ * Ixia's; 24 too for what is not a capture: the constructor says so), the Section Header
+ * Block's length for pcapng (at least 28), 12 while that is unknown.
+ */
 function liveHeaderLength(b: Uint8Array, n: number): number {
   if (n < 4) return 24;
   const dv = new DataView(b.buffer, b.byteOffset, n);
