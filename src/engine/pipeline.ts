@@ -117,7 +117,7 @@ export interface EngineOptions {
   batchSize?: number;
   /**
    * Worker threads; 1 = everything in the calling thread. Default (undefined): autoWorkers(),
-   * the number of cores where the threads pay off, else 1.
+   * 2 where a second thread pays off (a node writing pcapng with comments, 2+ cores), else 1.
    */
   workers?: number;
   /** Encoder threads (default workers − 1; node pipeline: 0 = the sequencer encodes; identity: at least 1). */
@@ -193,10 +193,10 @@ export function defaultWorkers(): number {
  * frames here: 2 threads 1.25× one); 1 for everything else, where the work besides the node is
  * a copy or two per frame and slot hand-overs cost more than they save (1M frames, replay
  * function, median of 3 interleaved rounds: node to pcap 1.86 Mframes/s with 1 thread vs 1.47
- * with 2; identity pcap 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under AUTO_THREADS_MIN_BYTES: starting the
- * pool costs ~60–100 ms (the README's sample: 0.016 s in one thread, 0.08–0.1 s with two),
- * and two threads save ~0.3 µs a frame, so they pay from a few hundred thousand frames. An
- * explicit `workers` is always followed.
+ * with 2; identity pcap 7.9 vs 4.3, pcapng 5.2 vs 4.3). Also 1 for a file under
+ * AUTO_THREADS_MIN_BYTES: starting the pool costs ~60–100 ms (the README's sample: 0.016 s in
+ * one thread, 0.08–0.1 s with two), and two threads save ~0.3 µs a frame, so they pay from a
+ * few hundred thousand frames. An explicit `workers` is always followed.
  */
 export function autoWorkers(spec: PipelineSpec, format: CaptureFormat, inputBytes: number): { workers: number; why: string } {
   const cores = defaultWorkers();
@@ -414,10 +414,10 @@ class MainSide {
     return this.opts.format === 'pcapng' ? this.filler.outIf.length : 1;
   }
 
-  /** Write an encoded slot (sequence number seq) to the output. */
   /** Comments of records encoded by the stages that a pcap output cannot carry (writeEncoded does not see them). */
   commentsDropped = 0;
 
+  /** Write an encoded slot (sequence number seq) to the output. */
   write(slot: Slot, seq: number): void {
     const t0 = process.hrtime.bigint();
     const w = this.writer!;
