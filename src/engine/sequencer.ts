@@ -10,7 +10,7 @@ import { LINKTYPE_ETHERNET, type RecordBatch } from '../pcap/types.js';
 import { Accounting } from './accounting.js';
 import { IngressMap } from './ingress.js';
 import { H_COUNT, HF_BYTES, HF_FIRST, type Slot } from './slots.js';
-import { injectFault, type Fault } from './stages.js';
+import { injectFault, sleepSync, type Fault } from './stages.js';
 
 /** Where the node's frames go, told the timestamp and ordinal of the input frame first. */
 export interface FrameSinkAt extends FrameSink {
@@ -61,7 +61,7 @@ export class SequencerStage {
     const ci = this.frameCellIndex;
     this.acct.in += n;
     this.acct.bytesIn += slot.hf[HF_BYTES]!;
-    if (this.fault !== null && this.fault.action === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, this.fault.frame);
+    if (this.fault !== null && this.fault.action === 'slow') sleepSync(this.fault.frame);
     for (let i = 0; i < n; i++) {
       const frameNo = first + i;
       if (cell !== null) cell[ci] = frameNo;

@@ -103,9 +103,14 @@ export function faultFromEnv(env: NodeJS.ProcessEnv = process.env): Fault | null
 }
 
 /** Make the fault happen: throw, or (in a worker thread) end the thread without a word, or never return. */
+/** Block this thread for `ms` (the test faults 'slow' and 'hang'). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 export function injectFault(f: Fault, inWorker: boolean): never {
   if (f.action === 'exit' && inWorker) process.exit(70);
-  if (f.action === 'hang' && inWorker) for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+  if (f.action === 'hang' && inWorker) for (;;) sleepSync(1000);
   throw new Error(`injected fault (DPEMU_FAULT=${f.stage}:${f.action}:${f.frame})`);
 }
 
@@ -554,7 +559,7 @@ export class Encoder {
     const first = slot.hf[HF_FIRST]!;
     const fault = this.fault !== null && this.fault.stage === 'encoder' ? this.fault : null;
     // slow: the encoder sleeps so long per slot (tests: the other stages run ahead of it).
-    if (fault !== null && fault.action === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, fault.frame);
+    if (fault !== null && fault.action === 'slow') sleepSync(fault.frame);
     const faultFrame = fault !== null && fault.action !== 'slow' ? fault.frame - 1 : -1;
     let nonIpv4 = 0;
     let malformed = 0;
