@@ -52,9 +52,9 @@ frame in capture order and writes, and N-1 encoder threads serialise the records
 comments; the identity pipeline has N-1 encoders (at least one). --workers 1 runs everything
 in one thread. Without --workers: two threads (the node's and an encoder) for a node writing
 pcapng with comments (the default output) from a file of 32 MB or more or a pipe, else one
-(starting threads costs ~0.1 s; elsewhere they only add hand-overs; the summary says which). The output is
-byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and writes a valid
-output (exit code 130); a second Ctrl-C stops at once without output.
+(starting threads costs ~0.1 s; elsewhere they only add hand-overs; the summary says which).
+The output is byte-identical whatever N. Ctrl-C stops reading, finishes the frames read and
+writes a valid output (exit code 130); a second Ctrl-C stops at once without output.
 
 Examples:
   dpemu replay --in pcaps/edge-flows.pcapng --out /tmp/copy.pcapng
