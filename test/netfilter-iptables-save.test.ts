@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { formatIptablesSave, formatRule, parseIptablesSave, RulesetError, tokenizeLine } from '../src/netfilter/iptables-save.js';
 import type { ConntrackMatch, MarkTarget, NatTarget, StatisticMatch, TcpUdpMatch } from '../src/netfilter/model.js';
 import { CT_DNAT, CT_ESTABLISHED, CT_RELATED, NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED } from '../src/netfilter/skb.js';
@@ -34,6 +35,18 @@ describe('tokenizer (iptables add_param_to_argv)', () => {
     // A quote opening mid-word continues the word; a closing quote ends it.
     expect(tokenizeLine('ab"c d"e')).toEqual(['abc d', 'e']);
     expect(() => tokenizeLine('"open')).toThrow(/unterminated/);
+  });
+
+  it('a line without quotes splits as the quoting tokenizer splits it', () => {
+    // A line without '"' takes a slicing fast path; a trailing `""` (one more, empty argument)
+    // sends the same line through the character-by-character path.
+    const line = fc.string({ unit: fc.constantFrom('a', '-', 'Z', '0', '\\', "'", '!', ' ', '\t', '\r', '\n', 'é'), maxLength: 40 });
+    fc.assert(
+      fc.property(line, (l) => {
+        expect(tokenizeLine(l)).toEqual(tokenizeLine(l + ' ""').slice(0, -1));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 /** Address text ⇄ numbers (configuration time). */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { Address4 } from 'ip-address';
 import { ipv4ToString, macToString, maskToPrefix, parseCidr, parseIpv4, parseMac, prefixMask } from '../src/packet/index.js';
 
 describe('IPv4 addresses', () => {
@@ -14,6 +15,37 @@ describe('IPv4 addresses', () => {
       fc.property(fc.integer({ min: 0, max: 0xffffffff }), (ip) => {
         expect(parseIpv4(ipv4ToString(ip))).toBe(ip);
       }),
+    );
+  });
+
+  it('the canonical dotted quad read by hand agrees with ip-address on any dotted text', () => {
+    // parseIpv4 reads the canonical form itself and leaves the rest to Address4: the two must
+    // give the same number, or the same refusal, whatever the text.
+    const viaAddress4 = (s: string): number | null => {
+      if (s.includes('/')) return null;
+      try {
+        const p = new Address4(s).toArray();
+        return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+      } catch {
+        return null;
+      }
+    };
+    const part = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('', '00', '01', '007', '1a', ' 1', '+1', '-1', '1e2', '0x1'));
+    const text = fc.oneof(
+      fc.array(part, { minLength: 1, maxLength: 6 }).map((a) => a.join('.')),
+      fc.string({ unit: fc.constantFrom('0', '1', '2', '5', '9', '.', '/', ' ', 'x'), maxLength: 18 }),
+    );
+    fc.assert(
+      fc.property(text, (s) => {
+        let got: number | null;
+        try {
+          got = parseIpv4(s);
+        } catch {
+          got = null;
+        }
+        expect(got).toBe(viaAddress4(s));
+      }),
+      { numRuns: 5000 },
     );
   });
 

@@ -72,6 +72,24 @@ const HOOK_NAME = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'];
  */
 export function tokenizeLine(line: string): string[] {
   const out: string[] = [];
+  if (line.indexOf('"') < 0) {
+    // No quotes, so no escapes either (a backslash is only special inside quotes): the
+    // arguments are the blank-separated runs, sliced out whole.
+    let start = -1;
+    for (let i = 0; i < line.length; i++) {
+      const c = line.charCodeAt(i);
+      if (c === 32 || c === 9 || c === 10 || c === 13) {
+        if (start >= 0) {
+          out.push(line.slice(start, i));
+          start = -1;
+        }
+      } else if (start < 0) {
+        start = i;
+      }
+    }
+    if (start >= 0) out.push(line.slice(start));
+    return out;
+  }
   let cur = '';
   let has = false;
   let quote = false;
@@ -140,7 +158,8 @@ export function parseIptablesSave(text: string, opts: IptablesParseOptions = {})
   const seenTables = new Set<string>();
 
   for (let ln = 1; ln <= lines.length; ln++) {
-    const raw = lines[ln - 1]!.replace(/\r$/, '');
+    let raw = lines[ln - 1]!;
+    if (raw.charCodeAt(raw.length - 1) === 13) raw = raw.slice(0, -1); // CRLF
     const trimmed = raw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const fail: (reason: string, token?: string) => never = (reason, token = '') => {
@@ -310,7 +329,6 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     chain: chain.name,
     num: 0,
     line: ln,
-    tokens,
     src: null,
     dst: null,
     inIface: null,
@@ -325,7 +343,8 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
   let target: TargetInstance | null = null;
   let implicitLoaded = false;
   let invertAt = -1;
-  const seenIp = new Set<string>();
+  /** -s, -d, -i, -o, -p, -f given (bits of ONCE_*): each at most once. */
+  let seenIp = 0;
   const n = tokens.length;
 
   const needArgs = (i: number, k: number, what: string): void => {
@@ -334,9 +353,9 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       if (tokens[i + j] === '!') ctx.fail(i + j, `using intrapositioned negation ("${what} ! this") is not allowed, write "! ${what} this"`);
     }
   };
-  const once = (i: number, key: string, what: string): void => {
-    if (seenIp.has(key)) ctx.fail(i, `multiple ${what} flags not allowed`);
-    seenIp.add(key);
+  const once = (i: number, bit: number, what: string): void => {
+    if (seenIp & bit) ctx.fail(i, `multiple ${what} flags not allowed`);
+    seenIp |= bit;
   };
 
   let i = first;
@@ -360,7 +379,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '--dst': {
         needArgs(i, 1, tok);
         const isSrc = tok === '-s' || tok === '--source' || tok === '--src';
-        once(i, isSrc ? 's' : 'd', isSrc ? '-s' : '-d');
+        once(i, isSrc ? ONCE_S : ONCE_D, isSrc ? '-s' : '-d');
         const a = parseAddrOrFail(ctx, i + 1, tokens[i + 1]!, invert);
         // iptables-save omits 0.0.0.0/0 (save_ipv4_addr); it matches everything.
         const spec = a.mask === 0 && a.net === 0 && !invert ? null : a;
@@ -375,7 +394,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '--out-interface': {
         needArgs(i, 1, tok);
         const isIn = tok === '-i' || tok === '--in-interface';
-        once(i, isIn ? 'i' : 'o', isIn ? '-i' : '-o');
+        once(i, isIn ? ONCE_I : ONCE_O, isIn ? '-i' : '-o');
         const name = tokens[i + 1]!;
         if (name.length === 0 || name.length > 15) ctx.fail(i + 1, `interface name "${name}" must be 1-15 characters (IFNAMSIZ 16)`);
         // iptables.c: -o is meaningless for incoming packets, -i for outgoing ones.
@@ -390,7 +409,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-p':
       case '--protocol': {
         needArgs(i, 1, tok);
-        once(i, 'p', '-p');
+        once(i, ONCE_P, '-p');
         const text = tokens[i + 1]!;
         const num = parseProtocol(text);
         if (num === null) ctx.fail(i + 1, `unknown protocol "${text}" specified`);
@@ -402,7 +421,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-f':
       case '--fragment':
       case '--fragments':
-        once(i, 'f', '-f');
+        once(i, ONCE_F, '-f');
         rule.fragment = { invert };
         i += 1;
         continue;
@@ -478,11 +497,9 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     }
     if (!routed) {
       let inst: MatchInstance | undefined;
-      const latest = new Set<string>();
       for (let k = instances.length - 1; k >= 0; k--) {
         const cand = instances[k]!;
-        if (latest.has(cand.ext.name)) continue; // superseded by a later instance of the same match
-        latest.add(cand.ext.name);
+        if (supersededAt(instances, k)) continue; // a later instance of the same match takes the options
         if (findOpt(cand.ext.opts, optName)) {
           inst = cand;
           break;
@@ -519,6 +536,8 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     inst.ext.finish(inst.match, rule, inst.seen, ctx);
     rule.matches.push(inst.match);
   }
+  // Exact length: the array grown by push keeps room for 17 (a big ruleset keeps ~100k of these).
+  if (rule.matches.length !== 0) rule.matches = rule.matches.slice();
   if (target) {
     target.ext.finish(target.target, rule, target.seen, ctx);
     rule.target = target.target;
@@ -529,6 +548,20 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     needArgs(i, k, `--${name}`);
     return tokens.slice(i + 1, i + 1 + k);
   }
+}
+
+const ONCE_S = 1;
+const ONCE_D = 2;
+const ONCE_I = 4;
+const ONCE_O = 8;
+const ONCE_P = 16;
+const ONCE_F = 32;
+
+/** Is there an instance of the same match after instances[k]? */
+function supersededAt(instances: readonly MatchInstance[], k: number): boolean {
+  const ext = instances[k]!.ext;
+  for (let j = k + 1; j < instances.length; j++) if (instances[j]!.ext.name === ext.name) return true;
+  return false;
 }
 
 function finishTable(table: Table): void {

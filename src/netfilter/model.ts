@@ -46,7 +46,7 @@ export interface PortRange {
 interface MatchBase {
   /** Extension name as written after -m (e.g. "state" for the conntrack alias), or the implied protocol match. */
   name: string;
-  /** Index in Rule.tokens of the `-m` token (or of the option that loaded an implicit match). */
+  /** Index of the `-m` token in the rule's line as tokenized (or of the option that loaded an implicit match). */
   tokenIndex: number;
 }
 
@@ -182,7 +182,7 @@ export type Match =
 interface TargetBase {
   /** Target name as written after -j/-g. */
   name: string;
-  /** Index in Rule.tokens of the -j/-g token. */
+  /** Index of the -j/-g token in the rule's line as tokenized. */
   tokenIndex: number;
 }
 
@@ -270,8 +270,6 @@ export interface Rule {
   num: number;
   /** 1-based line in the file. */
   line: number;
-  /** The line's tokens after iptables' quoting rules (counters prefix removed). */
-  tokens: string[];
   src: AddrSpec | null;
   dst: AddrSpec | null;
   inIface: IfaceSpec | null;

@@ -331,7 +331,7 @@ export class Ruleset {
     this.tKind = new Uint8Array(nr);
     this.tArg = new Int32Array(nr);
     this.tArg2 = new Int32Array(nr);
-    this.verdictRefs = [];
+    this.verdictRefs = new Array<string>(nr).fill('');
     this.natTpl = [];
     const nthInit: number[] = [];
     this.recentInfo = [];
@@ -546,17 +546,11 @@ export class Ruleset {
   private compileTarget(ri: number, r: Rule, table: number, chainIndex: Map<string, number>, fail: (r: Rule, reason: string, token?: string) => never): void {
     const t = r.target;
     const tname = TABLE_NAMES[table];
-    const comments = r.matches.filter((m) => m.kind === 'comment').map((m) => (m as { comment: string }).comment);
-    const where = `${r.chain} rule ${r.num} (line ${r.line})`;
-    const ref = `${tname}/${where}`;
-    const tail = comments.length ? ` "${comments.join('; ')}"` : '';
     this.natTpl[ri] = null;
     if (t === null) {
       this.tKind[ri] = T_NONE;
-      this.verdictRefs[ri] = `${ref}: (no target)${tail}`;
       return;
     }
-    this.verdictRefs[ri] = `${ref}: ${targetText(t, r.goto)}${tail}`;
     switch (t.kind) {
       case 'ACCEPT':
         this.tKind[ri] = T_ACCEPT;
@@ -589,7 +583,7 @@ export class Ruleset {
         nr.maxIp = t.maxIp;
         nr.minPort = t.minPort;
         nr.maxPort = t.maxPort;
-        nr.ruleRef = where;
+        nr.ruleRef = ruleWhere(r);
         this.natTpl[ri] = nr;
         this.tKind[ri] = t.kind === 'REDIRECT' ? T_REDIRECT : T_NAT;
         return;
@@ -600,7 +594,7 @@ export class Ruleset {
         nr.minIp = t.net;
         nr.maxIp = (t.net | ~t.mask) >>> 0;
         nr.netmapMask = t.mask;
-        nr.ruleRef = where;
+        nr.ruleRef = ruleWhere(r);
         this.natTpl[ri] = nr;
         this.tKind[ri] = T_NETMAP;
         return;
@@ -989,15 +983,24 @@ export class Ruleset {
       s =
         kind === 'hotdrop'
           ? `${x.table}/${x.chain} rule ${x.num} (line ${x.line}): hotdrop (TCP fragment at offset 8)`
-          : `${this.verdictRefs[r]} (no address on the input interface: DROP)`;
+          : `${this.verdictRef(r)} (no address on the input interface: DROP)`;
       this.altRefs.set(key, s);
     }
     return s;
   }
 
+  /**
+   * The rule's reference for verdicts and comments, made when a packet first needs it (a big
+   * kube-proxy ruleset has tens of thousands of rules, most of which no packet of a run meets).
+   */
+  private verdictRef(r: number): string {
+    const s = this.verdictRefs[r]!;
+    return s !== '' ? s : (this.verdictRefs[r] = verdictRefText(this.ruleOf[r]!));
+  }
+
   /** Terminal targets: ACCEPT, DROP, REJECT, NAT. */
   private terminal(r: number, skb: Skb, how: number): number {
-    skb.verdictRef = this.verdictRefs[r]!;
+    skb.verdictRef = this.verdictRef(r);
     switch (this.tKind[r]) {
       case T_ACCEPT:
         return VERDICT_ACCEPT;
@@ -1400,6 +1403,19 @@ function roundupPow2(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;
+}
+
+/** `KUBE-SEP-X rule 2 (line 17)`. */
+function ruleWhere(r: Rule): string {
+  return `${r.chain} rule ${r.num} (line ${r.line})`;
+}
+
+/** `nat/KUBE-SEP-X rule 2 (line 17): DNAT --to-destination 10.1.1.1:80 "comment"`. */
+function verdictRefText(r: Rule): string {
+  let comments: string | null = null;
+  for (const m of r.matches) if (m.kind === 'comment') comments = comments === null ? m.comment : `${comments}; ${m.comment}`;
+  const what = r.target === null ? '(no target)' : targetText(r.target, r.goto);
+  return `${r.table}/${ruleWhere(r)}: ${what}${comments === null ? '' : ` "${comments}"`}`;
 }
 
 function targetText(t: Target, goto: boolean): string {
