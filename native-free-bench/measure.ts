@@ -219,6 +219,8 @@ export interface WallRow {
   rss?: boolean;
   /** Attach the run's CPU time (whole process) to this row. */
   cpu?: boolean;
+  /** Report the time of the whole run, not per frame (a fixed cost such as set-up). */
+  perRun?: boolean;
   x?: number;
   series?: string;
   workers?: number;
@@ -282,22 +284,26 @@ export function runWall(cases: WallCase[], rounds: number, log: (s: string) => v
         x: row.x,
         series: row.series,
         note: row.note,
+        perRun: row.perRun,
       };
       const vals = p.samples.map((s) => s[row.key]!).filter((v) => v !== undefined && Number.isFinite(v));
       if (p.error || vals.length === 0) {
         out.push({ ...base, status: 'failed', note: p.error || 'no runs' });
         continue;
       }
-      const perFrame = vals.map((v) => v / c.frames);
+      const per = row.perRun ? 1 : c.frames;
+      const perFrame = vals.map((v) => v / per);
       const ns = spread(perFrame);
-      const res: Result = { ...base, ns, values: perFrame, fps: invert(ns, 1e9), mbps: c.bytes > 0 ? (c.bytes / c.frames / ns.median) * 1e3 : undefined };
+      const res: Result = row.perRun
+        ? { ...base, ns, values: perFrame }
+        : { ...base, ns, values: perFrame, fps: invert(ns, 1e9), mbps: c.bytes > 0 ? (c.bytes / c.frames / ns.median) * 1e3 : undefined };
       if (row.rss) {
         const rss = p.samples.map((s) => s.rssMB).filter((v): v is number => v !== undefined);
         if (rss.length) res.rssMB = spread(rss);
       }
       if (row.cpu) {
         const cpu = p.samples.map((s) => s.cpuNs).filter((v): v is number => v !== undefined);
-        if (cpu.length) res.cpuNs = spread(cpu.map((v) => v / c.frames));
+        if (cpu.length) res.cpuNs = spread(cpu.map((v) => v / per));
       }
       out.push(res);
     }

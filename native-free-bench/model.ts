@@ -56,6 +56,8 @@ export interface Result {
   /** A ratio to a reference (compare section): this / reference. */
   ratio?: { to: string; value: number };
   note?: string;
+  /** The figures are per run (ns: the time of a whole run; no rate), not per frame. */
+  perRun?: boolean;
   /** x-value of this row in a scaling series (rules, connections, workers). */
   x?: number;
   series?: string;

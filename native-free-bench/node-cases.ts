@@ -11,6 +11,7 @@ import { FATE_LEFT, LinuxNode, type FrameSink } from '../src/elements/linux/node
 import { LINKTYPE_ETHERNET } from '../src/pcap/types.js';
 import { buildFrame } from '../src/packet/build.js';
 import { FrameSet } from './inputs.js';
+import { kubeServices } from './rules.bench.js';
 import type { MicroCase } from './measure.js';
 
 const NAT_HEAD = `  *nat
@@ -66,6 +67,28 @@ ${filler.map((l) => '  ' + l).join('\n')}
   -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
   -A FORWARD -i eth0 -o eth1 -p tcp -m conntrack --ctstate NEW -j ACCEPT
   COMMIT
+`;
+}
+
+/**
+ * A worker node with kube-proxy's nat table for n Services of 3 endpoints each (kubeServices:
+ * 11 rules per Service): what a big cluster's node file costs to load. The generated Service
+ * captures go to Service 10 (172.21.0.10:80), which exists for n > 10.
+ */
+export function kubeNodeYaml(n: number): string {
+  return `name: bench-kube-${n}
+interfaces:
+  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
+  - { name: eth1, mac: "02:00:00:00:01:02", addresses: [10.190.12.1/24] }
+routes:
+  - default via 10.190.12.254 dev eth1
+neighbors:
+  - 10.190.12.254 lladdr 02:00:00:00:0c:fe dev eth1
+iptables: |
+${kubeServices(n)
+  .split('\n')
+  .map((l) => '  ' + l)
+  .join('\n')}
 `;
 }
 

@@ -32,7 +32,7 @@ export function notesOf(r: Result): string {
   else if (r.status === 'failed') parts.push(`FAILED: ${r.note ?? ''}`);
   else {
     if (r.ratio) parts.push(`${r.ratio.value.toFixed(2)}× ${r.ratio.to}`);
-    if (r.cpuNs) parts.push(`CPU ${fmtNs(r.cpuNs.median)} ns/frame`);
+    if (r.cpuNs) parts.push(r.perRun ? `CPU ${fmtNs(r.cpuNs.median)}` : `CPU ${fmtNs(r.cpuNs.median)} ns/frame`);
     if (r.rssMB) parts.push(`peak RSS ${r.rssMB.median.toFixed(0)} MB${r.rssMB.n > 1 ? ` (${r.rssMB.min.toFixed(0)}–${r.rssMB.max.toFixed(0)})` : ''}`);
     if (r.note) parts.push(r.note);
   }
@@ -148,7 +148,7 @@ export function charts(info: RunInfo): { file: string; chart: Chart }[] {
   }
   // End to end.
   {
-    const rows = [...by('e2e').filter((r) => !/^e2e-pcap/.test(r.id)), ...by('compare')];
+    const rows = [...by('e2e').filter((r) => !/^e2e-pcap/.test(r.id) && !r.perRun), ...by('compare')];
     const bars = rows.filter((r) => r.status !== 'pending').map((r) => bar(r, r.id.startsWith('tcprewrite') ? COLORS[1] : r.method === 'process' ? COLORS[5] : COLORS[0]));
     if (bars.length) {
       out.push({

@@ -21,7 +21,7 @@ import { Workspace, type Capture } from './inputs.js';
 import { describeMachine, gitCommit } from './machine.js';
 import { pendingRow, runMicro, runMicroIsolated, runWall, type IsolatedCase, type MicroOptions, type WallCase, type WallSample } from './measure.js';
 import { SCHEMA, type Result, type RunInfo, type Section, type Target } from './model.js';
-import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, REMOTE_VTEP_MAC, type NodeCaseSpec, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
+import { fullPipelineYaml, forwardYaml, ipipWrap, ipipYaml, kubeNodeYaml, REMOTE_VTEP_MAC, type NodeCaseSpec, REWRITE, rewriteYaml, VTEP_MAC, vxlanWrap, vxlanYaml } from './node-cases.js';
 import { charts, markdown, table } from './report.js';
 import { ruleCases } from './rules.js';
 import { ruleBenchCases } from './rules.bench.js';
@@ -116,6 +116,8 @@ function loadRun(path: string): RunInfo {
 
 const full = saved ? saved.mode === 'full' : o.full === true;
 const FRAMES = saved ? saved.frames : list(o.frames)[0]!;
+/** The small capture of the set-up rows (the node file's cost is the run's, not the frames'). */
+const SETUP_FRAMES = 2000;
 const roundsMicro = saved ? saved.rounds.micro : o.rounds ? list(o.rounds)[0]! : full ? 7 : 3;
 const roundsWall = saved ? saved.rounds.wall : o.rounds ? list(o.rounds)[0]! : full ? 5 : 3;
 const maxTime = o.maxTime ? Number(o.maxTime) : full ? 0.5 : 0.03;
@@ -318,6 +320,28 @@ if (only.has('e2e') && mixed && svc) {
       { key: 'fn', id: 'e2e-node-pipe', section: 'e2e', name: 'full node pipeline, `cat FILE | dpemu replay --in -`, 1 worker: replay function', method: 'hrtime' },
     ], true),
   );
+  // What a big cluster's node file costs once per run: the node file (YAML), iptables-save parse
+  // and rule compile, timed as the whole process over a small capture (the replay function's
+  // time includes the node's set-up too, as the CLI reports it).
+  const small = ws.capture('service', SETUP_FRAMES, log);
+  for (const n of [1000, 3333]) {
+    const rules = n * 11 + 7;
+    const path = nodeFile(ws, `bench-kube-${n}.yaml`, kubeNodeYaml(n));
+    procCases.push(
+      dpemuCase(`kube-proxy node, ${n} Services`, small, ['--node', path, '--out', ws.out(`kube-${n}.pcap`), ...procs.workers(1)], true, [
+        {
+          key: 'wall',
+          id: `e2e-setup-kube-${n}`,
+          section: 'e2e',
+          name: `set-up of a kube-proxy node, ${n.toLocaleString('en-US')} Services (${rules.toLocaleString('en-US')} rules), then ${SETUP_FRAMES.toLocaleString('en-US')} frames: whole \`dpemu replay\` process (time of the run, not per frame)`,
+          method: 'process',
+          cpu: true,
+          rss: true,
+          perRun: true,
+        },
+      ]),
+    );
+  }
   results.push(pendingRow('e2e-reference-flows', 'e2e', 'reference flows of the reference architecture', 'no topology yet (src/topology and src/render are empty); each flow gets a row as it lands'));
 }
 

@@ -130,7 +130,11 @@ describe('benchmark suite (tiny mode)', () => {
       expect(r.status, `${r.id}: ${r.note}`).not.toBe('failed');
       // A derived row is the difference of two measured cases: in this tiny, noisy mode it may
       // come out negative (the report says so); every measured row is positive.
-      if (r.status === 'ok' && r.ns && !(r.note ?? '').startsWith('per-round difference')) {
+      if (r.status === 'ok' && r.perRun) {
+        // Per-run rows (set-up cost): the time of a whole run, no rate.
+        expect(r.ns!.median, r.id).toBeGreaterThan(0);
+        expect(r.fps, r.id).toBeUndefined();
+      } else if (r.status === 'ok' && r.ns && !(r.note ?? '').startsWith('per-round difference')) {
         expect(r.ns.median, r.id).toBeGreaterThan(0);
         expect(r.ns.min).toBeLessThanOrEqual(r.ns.median);
         expect(r.ns.max).toBeGreaterThanOrEqual(r.ns.median);
@@ -144,6 +148,15 @@ describe('benchmark suite (tiny mode)', () => {
     // Workers: measured, or pending until `dpemu replay --workers` exists.
     expect(info.results.find((r) => r.id === 'e2e-node-2w')?.status).toMatch(/^(ok|pending)$/);
     expect(info.results.find((r) => r.id === 'e2e-node-4w')).toBeUndefined();
+    // The set-up rows: the whole run of a dpemu process that loads a big kube-proxy node file
+    // (tens of milliseconds at least: Node alone starts in ~50 ms), with its peak RSS.
+    for (const id of ['e2e-setup-kube-1000', 'e2e-setup-kube-3333']) {
+      const r = info.results.find((x) => x.id === id)!;
+      expect(r.status, id).toBe('ok');
+      expect(r.perRun, id).toBe(true);
+      expect(r.ns!.median, id).toBeGreaterThan(20e6);
+      expect(r.rssMB!.median, id).toBeGreaterThan(10);
+    }
     // The memory rows carry a peak RSS.
     for (const id of ['mem-node-2000', 'mem-node-4000']) expect(info.results.find((r) => r.id === id)!.rssMB!.median).toBeGreaterThan(10);
     // tcprewrite: measured side by side with a ratio, or said to be absent.
