@@ -279,13 +279,14 @@ export class Ruleset {
     // ---- chains and rules in a global order ----
     const chains: { table: number; chain: Chain }[] = [];
     const rules: Rule[] = [];
-    const chainIndex = new Map<string, number>(); // "table/chain" → c
+    // Per table (TABLE_* index): chain name → c.
+    const chainIndex: Map<string, number>[] = TABLE_NAMES.map(() => new Map<string, number>());
     this.tablePresent = new Uint8Array(4);
     for (const t of model.tables) {
       const ti = TABLE_NAMES.indexOf(t.name as (typeof TABLE_NAMES)[number]);
       this.tablePresent[ti] = 1;
       for (const c of t.chains) {
-        chainIndex.set(`${t.name}/${c.name}`, chains.length);
+        chainIndex[ti]!.set(c.name, chains.length);
         chains.push({ table: ti, chain: c });
       }
     }
@@ -425,7 +426,7 @@ export class Ruleset {
     this.pool = Int32Array.from(pool);
 
     // ---- stacks: deepest run of jumps (gotos do not push) ----
-    const depth = this.maxJumpDepth(chains.map((x) => x.chain), chainIndex);
+    const depth = this.maxJumpDepth(chains.map((x) => x.chain));
     this.stack = new Int32Array((depth + 1) * FRAME);
     this.linearStack = new Int32Array((depth + 1) * 3);
   }
@@ -543,7 +544,7 @@ export class Ruleset {
     }
   }
 
-  private compileTarget(ri: number, r: Rule, table: number, chainIndex: Map<string, number>, fail: (r: Rule, reason: string, token?: string) => never): void {
+  private compileTarget(ri: number, r: Rule, table: number, chainIndex: readonly Map<string, number>[], fail: (r: Rule, reason: string, token?: string) => never): void {
     const t = r.target;
     const tname = TABLE_NAMES[table];
     this.natTpl[ri] = null;
@@ -562,7 +563,7 @@ export class Ruleset {
         this.tKind[ri] = T_RETURN;
         return;
       case 'chain': {
-        const c = chainIndex.get(`${tname}/${t.chain}`);
+        const c = chainIndex[table]!.get(t.chain);
         if (c === undefined) fail(r, `chain ${t.chain} does not exist in table ${tname}`, t.chain);
         this.tKind[ri] = r.goto ? T_GOTO : T_JUMP;
         this.tArg[ri] = c;
@@ -678,7 +679,7 @@ export class Ruleset {
   }
 
   /** Deepest run of jumps from a built-in chain (gotos do not push): the stack size. */
-  private maxJumpDepth(chains: Chain[], chainIndex: Map<string, number>): number {
+  private maxJumpDepth(chains: Chain[]): number {
     const memo = new Int32Array(chains.length).fill(-1);
     const onPath = new Uint8Array(chains.length);
     const visit = (c: number): number => {
@@ -686,10 +687,12 @@ export class Ruleset {
       if (onPath[c]) throw new RulesetError(this.model.file, 0, `chain loop through ${TABLE_NAMES[this.chainTable[c]!]}/${chains[c]!.name}`);
       onPath[c] = 1;
       let d = 0;
-      for (const r of chains[c]!.rules) {
-        if (r.target?.kind !== 'chain') continue;
-        const t = chainIndex.get(`${TABLE_NAMES[this.chainTable[c]!]}/${r.target.chain}`)!;
-        const x = visit(t) + (r.goto ? 0 : 1);
+      const first = this.chainFirst[c]!;
+      for (let ri = first; ri < first + this.chainCount[c]!; ri++) {
+        // compileTarget resolved the chain of every jump and goto (tArg).
+        const k = this.tKind[ri];
+        if (k !== T_JUMP && k !== T_GOTO) continue;
+        const x = visit(this.tArg[ri]!) + (k === T_GOTO ? 0 : 1);
         if (x > d) d = x;
       }
       onPath[c] = 0;
