@@ -118,6 +118,27 @@ describe('chains: jump, goto, return, policies', () => {
     expect(run(HOOK_FORWARD, tcp('1.1.1.1', '2.2.2.2', 9, 5))).toEqual([VERDICT_ACCEPT, 'filter/C rule 1 (line 18): ACCEPT']);
     expect(run(HOOK_FORWARD, tcp('1.1.1.1', '2.2.2.2', 9, 6))).toEqual([VERDICT_DROP, 'filter/FORWARD policy DROP']);
   });
+  it('returns through every level of a deep nest of jumps (gotos do not take a level)', () => {
+    // FORWARD → L1 → L2 → ... → L8 by jumps, one goto in the middle (L4 goto G4, which jumps
+    // on to L5); after each return a rule sets that level's mark bit. The stack must hold
+    // every jump's frame: a frame lost would skip a level's mark or the final ACCEPT.
+    const names = ['L1', 'L2', 'L3', 'L4', 'G4', 'L5', 'L6', 'L7', 'L8'];
+    const rules: string[] = ['-A FORWARD -j L1', '-A FORWARD -m mark --mark 0xff/0xff -j ACCEPT'];
+    for (let i = 1; i <= 7; i++) {
+      const next = i === 4 ? '-g G4' : `-j L${i + 1}`;
+      rules.push(`-A L${i} ${next}`, `-A L${i} -j MARK --set-xmark 0x${(1 << (i - 1)).toString(16)}/0x${(1 << (i - 1)).toString(16)}`);
+    }
+    rules.push('-A G4 -j L5', '-A L8 -j MARK --set-xmark 0x80/0x80', '-A L8 -j RETURN');
+    const rs = compile(table('filter', [...FILTER_HEAD, ...names], rules));
+    const skb = load(new Skb(), ...T);
+    // L4's mark (bit 3) is lost: the goto replaced L4's frame, so G4's end returns to L3.
+    expect(rs.run(TABLE_FILTER, HOOK_FORWARD, skb)).toBe(VERDICT_DROP);
+    expect(skb.mark).toBe(0xff & ~0x08);
+    const full = compile(table('filter', [...FILTER_HEAD, ...names], [...rules.slice(0, 1), '-A FORWARD -m mark --mark 0xf7/0xff -j ACCEPT', ...rules.slice(2)]));
+    const skb2 = load(new Skb(), ...T);
+    expect(full.run(TABLE_FILTER, HOOK_FORWARD, skb2)).toBe(VERDICT_ACCEPT);
+  });
+
   it('accepts when the table or the hook chain is absent', () => {
     const skb = load(new Skb(), ...T);
     expect(rs.run(TABLE_NAT, HOOK_PREROUTING, skb)).toBe(VERDICT_ACCEPT);
