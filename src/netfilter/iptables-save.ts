@@ -156,6 +156,7 @@ export function parseIptablesSave(text: string, opts: IptablesParseOptions = {})
   const lines = text.split('\n');
   let table: Table | null = null;
   const seenTables = new Set<string>();
+  const lineCtx = new LineCtx(file);
 
   for (let ln = 1; ln <= lines.length; ln++) {
     let raw = lines[ln - 1]!;
@@ -205,7 +206,7 @@ export function parseIptablesSave(text: string, opts: IptablesParseOptions = {})
       tokens = tokens.slice(1);
     }
     if (tokens.length === 0) fail(`empty rule`);
-    parseCommand(table, tokens, ln, file);
+    parseCommand(table, tokens, ln, lineCtx);
   }
   if (table) throw new RulesetError(file, table.line, `table ${table.name} is never committed (missing COMMIT)`, `*${table.name}`);
   validateModel(model, opts.maxChainDepth ?? 16);
@@ -257,7 +258,7 @@ function addChain(table: Table, chain: Chain): void {
 }
 
 /** The chain a rule command names; built-in chains exist without a declaration. */
-function lookupChain(table: Table, name: string, fail: (reason: string) => never): Chain {
+function lookupChain(table: Table, name: string, ctx: ExtCtx, tokenIndex: number): Chain {
   let c = table.chainByName.get(name);
   if (c) return c;
   if (TABLE_BUILTIN_CHAINS[table.name]!.includes(name)) {
@@ -265,15 +266,22 @@ function lookupChain(table: Table, name: string, fail: (reason: string) => never
     addChain(table, c);
     return c;
   }
-  return fail(`chain ${name} does not exist in table ${table.name}`);
+  return ctx.fail(tokenIndex, `chain ${name} does not exist in table ${table.name}`);
 }
 
-function parseCommand(table: Table, tokens: string[], ln: number, file: string): void {
-  const ctx: ExtCtx = {
-    fail(i: number, reason: string): never {
-      throw new RulesetError(file, ln, reason, tokens[i] ?? '');
-    },
-  };
+/** The line being parsed, for errors that name one of its tokens (one per parse, reused). */
+class LineCtx implements ExtCtx {
+  ln = 0;
+  tokens: readonly string[] = [];
+  constructor(readonly file: string) {}
+  fail(i: number, reason: string): never {
+    throw new RulesetError(this.file, this.ln, reason, this.tokens[i] ?? '');
+  }
+}
+
+function parseCommand(table: Table, tokens: string[], ln: number, ctx: LineCtx): void {
+  ctx.ln = ln;
+  ctx.tokens = tokens;
   const cmd = tokens[0]!;
   switch (cmd) {
     case '-A':
@@ -282,7 +290,7 @@ function parseCommand(table: Table, tokens: string[], ln: number, file: string):
     case '--insert': {
       const chainName = tokens[1];
       if (chainName === undefined) ctx.fail(0, `"${cmd}" needs a chain name`);
-      const chain = lookupChain(table, chainName, (r) => ctx.fail(1, r));
+      const chain = lookupChain(table, chainName, ctx, 1);
       let first = 2;
       let pos = chain.rules.length;
       if (cmd === '-I' || cmd === '--insert') {
@@ -295,7 +303,8 @@ function parseCommand(table: Table, tokens: string[], ln: number, file: string):
         }
       }
       const rule = parseRule(table, chain, tokens, first, ln, ctx);
-      chain.rules.splice(pos, 0, rule);
+      if (pos === chain.rules.length) chain.rules.push(rule);
+      else chain.rules.splice(pos, 0, rule);
       return;
     }
     case '-N':
@@ -312,7 +321,7 @@ function parseCommand(table: Table, tokens: string[], ln: number, file: string):
       const name = tokens[1];
       const pol = tokens[2];
       if (name === undefined || pol === undefined || tokens.length > 3) ctx.fail(0, `"${cmd}" needs a chain and a policy`);
-      const chain = lookupChain(table, name, (r) => ctx.fail(1, r));
+      const chain = lookupChain(table, name, ctx, 1);
       if (!chain.builtin) ctx.fail(1, `can't set a policy on user chain ${name}`);
       if (pol !== 'ACCEPT' && pol !== 'DROP') ctx.fail(2, `bad policy "${pol}" for built-in chain ${name} (ACCEPT or DROP)`);
       chain.policy = pol;
@@ -347,16 +356,6 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
   let seenIp = 0;
   const n = tokens.length;
 
-  const needArgs = (i: number, k: number, what: string): void => {
-    if (i + k >= n) ctx.fail(i, `option "${what}" requires ${k === 1 ? 'an argument' : `${k} arguments`}`);
-    for (let j = 1; j <= k; j++) {
-      if (tokens[i + j] === '!') ctx.fail(i + j, `using intrapositioned negation ("${what} ! this") is not allowed, write "! ${what} this"`);
-    }
-  };
-  const once = (i: number, bit: number, what: string): void => {
-    if (seenIp & bit) ctx.fail(i, `multiple ${what} flags not allowed`);
-    seenIp |= bit;
-  };
 
   let i = first;
   while (i < n) {
@@ -377,9 +376,9 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-d':
       case '--destination':
       case '--dst': {
-        needArgs(i, 1, tok);
+        needArgs(tokens, i, 1, tok, ctx);
         const isSrc = tok === '-s' || tok === '--source' || tok === '--src';
-        once(i, isSrc ? ONCE_S : ONCE_D, isSrc ? '-s' : '-d');
+        seenIp = once(ctx, i, seenIp, isSrc ? ONCE_S : ONCE_D, isSrc ? '-s' : '-d');
         const a = parseAddrOrFail(ctx, i + 1, tokens[i + 1]!, invert);
         // iptables-save omits 0.0.0.0/0 (save_ipv4_addr); it matches everything.
         const spec = a.mask === 0 && a.net === 0 && !invert ? null : a;
@@ -392,9 +391,9 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '--in-interface':
       case '-o':
       case '--out-interface': {
-        needArgs(i, 1, tok);
+        needArgs(tokens, i, 1, tok, ctx);
         const isIn = tok === '-i' || tok === '--in-interface';
-        once(i, isIn ? ONCE_I : ONCE_O, isIn ? '-i' : '-o');
+        seenIp = once(ctx, i, seenIp, isIn ? ONCE_I : ONCE_O, isIn ? '-i' : '-o');
         const name = tokens[i + 1]!;
         if (name.length === 0 || name.length > 15) ctx.fail(i + 1, `interface name "${name}" must be 1-15 characters (IFNAMSIZ 16)`);
         // iptables.c: -o is meaningless for incoming packets, -i for outgoing ones.
@@ -408,8 +407,8 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       }
       case '-p':
       case '--protocol': {
-        needArgs(i, 1, tok);
-        once(i, ONCE_P, '-p');
+        needArgs(tokens, i, 1, tok, ctx);
+        seenIp = once(ctx, i, seenIp, ONCE_P, '-p');
         const text = tokens[i + 1]!;
         const num = parseProtocol(text);
         if (num === null) ctx.fail(i + 1, `unknown protocol "${text}" specified`);
@@ -421,14 +420,14 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-f':
       case '--fragment':
       case '--fragments':
-        once(i, ONCE_F, '-f');
+        seenIp = once(ctx, i, seenIp, ONCE_F, '-f');
         rule.fragment = { invert };
         i += 1;
         continue;
       case '-m':
       case '--match': {
         if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
-        needArgs(i, 1, tok);
+        needArgs(tokens, i, 1, tok, ctx);
         const name = tokens[i + 1]!;
         const ext = MATCH_EXTENSIONS.get(name);
         if (!ext) {
@@ -444,7 +443,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-g':
       case '--goto': {
         if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
-        needArgs(i, 1, tok);
+        needArgs(tokens, i, 1, tok, ctx);
         if (target || rule.target) ctx.fail(i, `multiple -j/-g flags not allowed`);
         const isGoto = tok === '-g' || tok === '--goto';
         const name = tokens[i + 1]!;
@@ -469,7 +468,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
       case '-c':
       case '--set-counters':
         if (invert) ctx.fail(invTok, `unexpected "!" before ${tok}`);
-        needArgs(i, 2, tok);
+        needArgs(tokens, i, 2, tok, ctx);
         if (!/^[0-9]+$/.test(tokens[i + 1]!) || !/^[0-9]+$/.test(tokens[i + 2]!)) ctx.fail(i, `bad counters "${tokens[i + 1]} ${tokens[i + 2]}"`);
         i += 3;
         continue;
@@ -486,7 +485,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     if (target) {
       const spec = findOpt(target.ext.opts, optName);
       if (spec) {
-        const args = takeArgs(spec.args, spec.name);
+        const args = takeArgs(tokens, i, spec.args, spec.name, ctx);
         if (invert && !spec.invert) ctx.fail(invTok, `${target.ext.name}: option "--${spec.name}" cannot be inverted`);
         if (target.seen.has(spec.name)) ctx.fail(i, `${target.ext.name}: option "--${spec.name}" can only be used once`);
         target.seen.add(spec.name);
@@ -522,7 +521,7 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
         ctx.fail(i, `unknown option "${tok}"${hint}`);
       }
       const spec = findOpt(inst.ext.opts, optName)!;
-      const args = takeArgs(spec.args, spec.name);
+      const args = takeArgs(tokens, i, spec.args, spec.name, ctx);
       if (invert && !spec.invert) ctx.fail(invTok, `${inst.ext.name}: option "--${spec.name}" cannot be inverted`);
       if (inst.seen.has(spec.name)) ctx.fail(i, `${inst.ext.name}: option "--${spec.name}" can only be used once`);
       inst.seen.add(spec.name);
@@ -543,11 +542,26 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
     rule.target = target.target;
   }
   return rule;
+}
 
-  function takeArgs(k: number, name: string): string[] {
-    needArgs(i, k, `--${name}`);
-    return tokens.slice(i + 1, i + 1 + k);
+/** The k arguments of the option at tokens[i] must be there, and none of them a "!". */
+function needArgs(tokens: readonly string[], i: number, k: number, what: string, ctx: ExtCtx): void {
+  if (i + k >= tokens.length) ctx.fail(i, `option "${what}" requires ${k === 1 ? 'an argument' : `${k} arguments`}`);
+  for (let j = 1; j <= k; j++) {
+    if (tokens[i + j] === '!') ctx.fail(i + j, `using intrapositioned negation ("${what} ! this") is not allowed, write "! ${what} this"`);
   }
+}
+
+/** The k arguments of the extension option --name at tokens[i]. */
+function takeArgs(tokens: string[], i: number, k: number, name: string, ctx: ExtCtx): string[] {
+  needArgs(tokens, i, k, `--${name}`, ctx);
+  return tokens.slice(i + 1, i + 1 + k);
+}
+
+/** `seen` with `bit` added; an error when it was there already (-s, -d, -i, -o, -p, -f: once each). */
+function once(ctx: ExtCtx, i: number, seen: number, bit: number, what: string): number {
+  if (seen & bit) ctx.fail(i, `multiple ${what} flags not allowed`);
+  return seen | bit;
 }
 
 const ONCE_S = 1;
