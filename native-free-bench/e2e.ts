@@ -9,7 +9,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { CaptureReader } from '../src/pcap/reader.js';
 import { CaptureWriter } from '../src/pcap/writer.js';
 import { LINKTYPE_ETHERNET, RecordBatch } from '../src/pcap/types.js';
@@ -128,9 +127,10 @@ export class Procs {
 
   constructor(
     private readonly ws: Workspace,
-    buildRoot: string,
+    /** main.js of the dpemu command to run. */
+    cli: string,
   ) {
-    this.cli = join(buildRoot, 'src', 'cli', 'main.js');
+    this.cli = cli;
     this.probe = new URL('./rss-probe.js', import.meta.url).href;
   }
 

@@ -149,12 +149,10 @@ if (saved) notes.push(`${RERENDERED} \`${command}\` rendered this again from the
 const ws = new Workspace(resolve(o.tmp));
 if (o.clearCache) ws.clearCache();
 process.on('exit', () => ws.cleanup());
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    ws.cleanup();
-    process.exit(130);
-  });
-}
+// No SIGINT/SIGTERM handler: the suite runs synchronously (benchmark.js loops, spawnSync
+// children), so a handler would only run at the end of the current section, a minute later.
+// Ctrl-C ends the run at once (Node's default), and the next run removes the scratch directory
+// of a run that is gone (Workspace.evict).
 
 if (saved) log(`dpemu bench: the ${saved.mode} run of ${saved.machine.date} (${o.fromJson}), rendered again; nothing is measured`);
 else log(`dpemu bench, ${full ? 'full' : 'quick'} run: ${FRAMES.toLocaleString('en-US')}-frame captures, ${roundsMicro}/${roundsWall} rounds, sections ${[...only].join(',')}`);
@@ -267,7 +265,10 @@ if (only.has('e2e') && mixed) {
   results.push(...runWall(ioCases(ws, mixed, mixedTpl), roundsWall, log));
 }
 
-const procs = new Procs(ws, BUILD_ROOT);
+// The command users run: the bundled build of `npm run build` (npm run bench builds it first).
+const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+if (needFiles && !existsSync(CLI)) program.error(`${CLI} is missing: run \`npm run build\` (npm run bench does)`);
+const procs = new Procs(ws, CLI);
 const procCases: WallCase[] = [];
 /** A dpemu run over `cap`: `--in FILE`, or with `pipe` `cat FILE | dpemu replay --in -`. */
 const dpemuCase = (name: string, cap: Capture, args: string[], left: boolean, rows: WallCase['rows'], pipe = false): WallCase => ({
