@@ -71,38 +71,38 @@ ${filler.map((l) => '  ' + l).join('\n')}
 }
 
 /**
+ * A two-interface router: eth0 towards the clients (the generated captures' destination MAC),
+ * eth1 with address `eth1` (a /24) and a default route via `gw` (`gwMac`); `tail` is appended
+ * (an iptables block).
+ */
+function routerYaml(name: string, eth1: string, gw: string, gwMac: string, tail: string): string {
+  return `name: ${name}
+interfaces:
+  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
+  - { name: eth1, mac: "02:00:00:00:01:02", addresses: [${eth1}/24] }
+routes:
+  - default via ${gw} dev eth1
+neighbors:
+  - ${gw} lladdr ${gwMac} dev eth1
+${tail}`;
+}
+
+/**
  * A worker node with kube-proxy's nat table for n Services of 3 endpoints each (kubeServices:
  * 11 rules per Service): what a big cluster's node file costs to load. The generated Service
  * captures go to Service 10 (172.21.0.10:80), which exists for n > 10.
  */
 export function kubeNodeYaml(n: number): string {
-  return `name: bench-kube-${n}
-interfaces:
-  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
-  - { name: eth1, mac: "02:00:00:00:01:02", addresses: [10.190.12.1/24] }
-routes:
-  - default via 10.190.12.254 dev eth1
-neighbors:
-  - 10.190.12.254 lladdr 02:00:00:00:0c:fe dev eth1
-iptables: |
-${kubeServices(n)
-  .split('\n')
-  .map((l) => '  ' + l)
-  .join('\n')}
-`;
+  const rules = kubeServices(n)
+    .split('\n')
+    .map((l) => '  ' + l)
+    .join('\n');
+  return routerYaml(`bench-kube-${n}`, '10.190.12.1', '10.190.12.254', '02:00:00:00:0c:fe', `iptables: |\n${rules}\n`);
 }
 
 /** A router with no rules: routing, TTL, MAC rewrite, conntrack. */
 export function forwardYaml(iptables = ''): string {
-  return `name: bench-router
-interfaces:
-  - { name: eth0, mac: "02:00:00:00:00:02", addresses: [172.29.0.1/24] }
-  - { name: eth1, mac: "02:00:00:00:01:02", addresses: [10.250.0.1/24] }
-routes:
-  - default via 10.250.0.254 dev eth1
-neighbors:
-  - 10.250.0.254 lladdr 02:00:00:00:0f:fe dev eth1
-${iptables}`;
+  return routerYaml('bench-router', '10.250.0.1', '10.250.0.254', '02:00:00:00:0f:fe', iptables);
 }
 
 /**
