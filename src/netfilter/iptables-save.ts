@@ -615,81 +615,106 @@ function hookNames(mask: number): string {
   return HOOK_NAME.filter((_, h) => mask & (1 << h)).join(', ');
 }
 
-/** Hooks from which each chain of a table is reachable (bit HOOK_*), per chain name. */
-export function chainHookMasks(table: Table): Map<string, number> {
-  const masks = new Map<string, number>();
-  for (const c of table.chains) masks.set(c.name, 0);
-  for (const c of table.chains) {
-    if (!c.builtin) continue;
+/**
+ * A table's jump graph by index: chains in table.chains order, rules flattened in that order;
+ * `jump[k]` is the chain index that rule k jumps or goes to, -1 when it does neither.
+ */
+interface JumpGraph {
+  rules: Rule[];
+  /** First flat rule index of each chain; firstRule[chains.length] = rules.length. */
+  firstRule: Int32Array;
+  jump: Int32Array;
+}
+
+function jumpGraph(table: Table): JumpGraph {
+  const index = new Map<string, number>();
+  table.chains.forEach((c, i) => index.set(c.name, i));
+  const rules: Rule[] = [];
+  const firstRule = new Int32Array(table.chains.length + 1);
+  table.chains.forEach((c, i) => {
+    firstRule[i] = rules.length;
+    for (const r of c.rules) rules.push(r);
+  });
+  firstRule[table.chains.length] = rules.length;
+  const jump = new Int32Array(rules.length).fill(-1);
+  rules.forEach((r, k) => {
+    if (r.target?.kind === 'chain') jump[k] = index.get(r.target.chain)!;
+  });
+  return { rules, firstRule, jump };
+}
+
+/** Hooks from which each chain of a table is reachable (bit HOOK_*), by chain index. */
+function chainHookMasks(table: Table, g: JumpGraph): Int32Array {
+  const masks = new Int32Array(table.chains.length);
+  const stack: number[] = [];
+  table.chains.forEach((c, ci) => {
+    if (!c.builtin) return;
     const bit = 1 << HOOK_OF_CHAIN[c.name]!;
-    const stack = [c];
+    stack.push(ci);
     while (stack.length) {
       const x = stack.pop()!;
-      const m = masks.get(x.name)!;
-      if (m & bit) continue;
-      masks.set(x.name, m | bit);
-      for (const r of x.rules) if (r.target?.kind === 'chain') stack.push(table.chainByName.get(r.target.chain)!);
+      if (masks[x]! & bit) continue;
+      masks[x]! |= bit;
+      for (let k = g.firstRule[x]!; k < g.firstRule[x + 1]!; k++) if (g.jump[k]! >= 0) stack.push(g.jump[k]!);
     }
-  }
+  });
   return masks;
 }
 
 function validateModel(model: RulesetModel, maxDepth: number): void {
   const file = model.file;
   for (const table of model.tables) {
+    const chains = table.chains;
+    const g = jumpGraph(table);
     // Loops and depth: longest path (in jumps+gotos) from each chain, DFS with colours.
-    const state = new Map<string, number>(); // 1 visiting, 2 done
-    const height = new Map<string, number>();
-    const deepest = new Map<string, Rule | null>();
-    const visit = (c: Chain): number => {
-      const st = state.get(c.name);
-      if (st === 2) return height.get(c.name)!;
-      state.set(c.name, 1);
+    const state = new Uint8Array(chains.length); // 1 visiting, 2 done
+    const height = new Int32Array(chains.length);
+    const deepest = new Int32Array(chains.length).fill(-1); // flat index of the rule on the longest path
+    const visit = (c: number): number => {
+      if (state[c] === 2) return height[c]!;
+      state[c] = 1;
       let h = 0;
-      let via: Rule | null = null;
-      for (const r of c.rules) {
-        if (r.target?.kind !== 'chain') continue;
-        const t = table.chainByName.get(r.target.chain)!;
-        if (state.get(t.name) === 1) {
-          throw new RulesetError(file, r.line, `chain loop: ${c.name} ${r.goto ? 'goes to' : 'jumps to'} ${t.name}, which leads back to ${c.name}`, r.target.chain);
+      let via = -1;
+      for (let k = g.firstRule[c]!; k < g.firstRule[c + 1]!; k++) {
+        const t = g.jump[k]!;
+        if (t < 0) continue;
+        if (state[t] === 1) {
+          const r = g.rules[k]!;
+          throw new RulesetError(file, r.line, `chain loop: ${chains[c]!.name} ${r.goto ? 'goes to' : 'jumps to'} ${chains[t]!.name}, which leads back to ${chains[c]!.name}`, chains[t]!.name);
         }
         const th = visit(t) + 1;
         if (th > h) {
           h = th;
-          via = r;
+          via = k;
         }
       }
-      state.set(c.name, 2);
-      height.set(c.name, h);
-      deepest.set(c.name, via);
+      state[c] = 2;
+      height[c] = h;
+      deepest[c] = via;
       return h;
     };
-    const masks = chainHookMasks(table);
-    for (const c of table.chains) {
+    const masks = chainHookMasks(table, g);
+    for (let ci = 0; ci < chains.length; ci++) {
+      const c = chains[ci]!;
       if (!c.builtin) continue;
-      const h = visit(c);
+      const h = visit(ci);
       if (h >= maxDepth) {
         // Walk down the deepest path to name the rule that goes one level too deep.
-        let x: Chain = c;
         let level = 0;
-        let r = deepest.get(x.name)!;
-        while (r && level + 1 < maxDepth) {
-          x = table.chainByName.get((r.target as { chain: string }).chain)!;
+        let k = deepest[ci]!;
+        while (k >= 0 && level + 1 < maxDepth) {
           level++;
-          r = deepest.get(x.name)!;
+          k = deepest[g.jump[k]!]!;
         }
-        const rr = r!;
-        throw new RulesetError(
-          file,
-          rr.line,
-          `chain ${(rr.target as { chain: string }).chain} would be reached at depth ${maxDepth} from ${table.name}/${c.name} (nf_tables allows at most ${maxDepth - 1} nested jumps)`,
-          (rr.target as { chain: string }).chain,
-        );
+        const rr = g.rules[k]!;
+        const to = (rr.target as { chain: string }).chain;
+        throw new RulesetError(file, rr.line, `chain ${to} would be reached at depth ${maxDepth} from ${table.name}/${c.name} (nf_tables allows at most ${maxDepth - 1} nested jumps)`, to);
       }
     }
     // Targets and matches used from hooks they do not support.
-    for (const c of table.chains) {
-      const mask = masks.get(c.name)!;
+    for (let ci = 0; ci < chains.length; ci++) {
+      const c = chains[ci]!;
+      const mask = masks[ci]!;
       for (const r of c.rules) {
         const t = r.target;
         if (t && t.kind !== 'chain') {
