@@ -356,7 +356,6 @@ function parseRule(table: Table, chain: Chain, tokens: string[], first: number, 
   let seenIp = 0;
   const n = tokens.length;
 
-
   let i = first;
   while (i < n) {
     const tok = tokens[i]!;
