@@ -28,7 +28,7 @@
  *    which stands in for the kernel's gc_worker.
  */
 import { ipv4ToString } from '../packet/addr.js';
-import { l4ChecksumOk } from '../packet/checksum.js';
+import { l4ChecksumOk, tcpUdpChecksumOk } from '../packet/checksum.js';
 import { REASON_NONE, REASON_PAYLOAD_TRUNCATED } from '../packet/view.js';
 import type { ConntrackView } from './env.js';
 import {
@@ -727,7 +727,7 @@ export class Conntrack implements ConntrackView {
       const ulen = skb.dv.getUint16(l4 + 4);
       if (ulen > v.l4Len || ulen < 8) return PKT_INVALID;
       const check = skb.dv.getUint16(l4 + 6);
-      if (check !== 0 && skb.hook === HOOK_PREROUTING && this.checksum && v.l4Captured >= ulen && !l4ChecksumOk(skb.buf, l4, ulen, IPPROTO_UDP, v.srcIp, v.dstIp, skb.dv)) return PKT_INVALID;
+      if (check !== 0 && skb.hook === HOOK_PREROUTING && this.checksum && v.l4Captured >= ulen && !tcpUdpChecksumOk(skb.dv, l4, ulen, IPPROTO_UDP, v.srcIp, v.dstIp)) return PKT_INVALID;
     }
     const st = this.status[id]!;
     if ((st & IPS_CONFIRMED) === 0) this.aux[id] = now + 2; // stream_ts = 2 * HZ + jiffies
@@ -780,7 +780,7 @@ export class Conntrack implements ConntrackView {
     // tcp_error: not whole TCP header or malformed packet
     if (doff < 20 || v.l4Len < doff || v.l4Captured < doff) return PKT_INVALID;
     // Checksum only at PREROUTING ("We skip checking packets on the outgoing path").
-    if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !l4ChecksumOk(buf, l4, v.l4Len, IPPROTO_TCP, v.srcIp, v.dstIp, skb.dv)) return PKT_INVALID;
+    if (this.checksum && skb.hook === HOOK_PREROUTING && v.mf === 0 && v.l4Captured >= v.l4Len && !tcpUdpChecksumOk(skb.dv, l4, v.l4Len, IPPROTO_TCP, v.srcIp, v.dstIp)) return PKT_INVALID;
     if (!tcpFlagsValid(flags)) return PKT_INVALID; // "invalid tcp flag combination"
     const index = tcpIndex(flags);
     const seq = v.tcpSeq | 0;
