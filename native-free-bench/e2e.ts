@@ -1,6 +1,7 @@
 /**
  * Whole-file runs: capture I/O in this process (process.hrtime around a whole file), and child
- * processes: the dpemu command (`dpemu replay`, built into dist-bench/) and tcprewrite.
+ * processes: the dpemu command (`dpemu replay`: the bundled dist/cli/main.js of `npm run build`)
+ * and tcprewrite.
  *
  * A dpemu child yields three figures per run: the replay function's own time (the CLI's
  * `--stats` elapsedSec, measured by replayIdentity/replayNode with process.hrtime), the wall

@@ -31,7 +31,6 @@ import { document } from './svg.js';
 import { xmlProblem } from './xml-check.js';
 import { genTemplates } from '../src/engine/gen.js';
 
-const BUILD_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ALL_SECTIONS: Section[] = ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare', 'memory'];
 /** The stateful reference of the issue: Open vSwitch + DPDK pcap driver, ct(commit,nat(dst=range)), one core. */
@@ -137,14 +136,6 @@ const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full
 const results: Result[] = saved ? saved.results.map((r) => ({ ...r, ratio: undefined })) : [];
 const notes: string[] = saved ? [...saved.notes.filter((n) => !n.startsWith(RERENDERED))] : [];
 if (saved) notes.push(`${RERENDERED} \`${command}\` rendered this again from the saved results of that run, with the report code of commit ${gitCommit(REPO_ROOT)}.`);
-
-// The dpemu command reads ../../package.json relative to its main.js: give dist-bench one.
-{
-  const shim = join(BUILD_ROOT, 'package.json');
-  const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-  const want = JSON.stringify({ name: 'dpemu-bench-build', private: true, type: 'module', version }, null, 2) + '\n';
-  if (!existsSync(shim) || readFileSync(shim, 'utf8') !== want) writeFileSync(shim, want);
-}
 
 const ws = new Workspace(resolve(o.tmp));
 if (o.clearCache) ws.clearCache();
