@@ -4,7 +4,7 @@
  * figure is compared with anything (this machine is shared and noisy).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,6 +187,24 @@ describe('benchmark suite (tiny mode)', () => {
     expect(left.some((f) => f.endsWith('.pcap'))).toBe(true);
     expect(left.filter((f) => f.startsWith('run-'))).toEqual([]);
   });
+
+  it('Ctrl-C ends a run at once, in the middle of a synchronous section; the next run removes its scratch directory', async () => {
+    const cache = join(dir, 'cache-sigint');
+    const bench = join(ROOT, 'dist-bench', 'native-free-bench', 'run.js');
+    // The rule-match section runs benchmark.js loops for seconds without returning to the event loop.
+    const child = spawn(process.execPath, [bench, '--only', 'rules', '--rounds', '3', '--max-time', '0.2', '--tmp', cache], { cwd: ROOT, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(child.exitCode).toBe(null); // still measuring
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (c, sg) => r([c, sg])));
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(code === null ? signal : code).toBe('SIGINT');
+    expect(readdirSync(cache).filter((f) => f.startsWith('run-'))).toEqual([`run-${child.pid}`]);
+    const again = spawnSync(process.execPath, [bench, '--only', 'stage', '--rounds', '1', '--max-time', '0.01', '--tmp', cache], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(again.status, again.stderr).toBe(0);
+    expect(readdirSync(cache).filter((f) => f.startsWith('run-'))).toEqual([]);
+  }, 90_000);
 });
 
 describe('SVG helpers', () => {
