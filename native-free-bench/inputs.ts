@@ -30,14 +30,18 @@ export const TRAFFIC = {
   service: (frames: number): GenOptions => ({ frames, minLen: 60, maxLen: 100, seed: 11, serverNet: 0xac15000a - 1, servers: 1, ports: [80], udpShare: 0 }),
 };
 
+/**
+ * A hash of the generator's code, for the cache names: the TypeScript sources of the
+ * generator and the frame builder (from this module, whether it runs from dist-bench/ or from the
+ * bundle in dist/bench/, the repository root is two levels up); where they are not (an installed
+ * package), the code of this running module, which holds them.
+ */
 function genCodeHash(): string {
   const h = createHash('sha1');
-  for (const rel of ['../src/engine/gen.js', '../src/packet/build.js']) {
-    try {
-      h.update(readFileSync(fileURLToPath(new URL(rel, import.meta.url))));
-    } catch {
-      h.update(rel);
-    }
+  try {
+    for (const rel of ['../../src/engine/gen.ts', '../../src/packet/build.ts']) h.update(readFileSync(fileURLToPath(new URL(rel, import.meta.url))));
+  } catch {
+    h.update(readFileSync(fileURLToPath(import.meta.url)));
   }
   return h.digest('hex').slice(0, 8);
 }

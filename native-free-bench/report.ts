@@ -264,7 +264,7 @@ export function markdown(info: RunInfo, chartFiles: string[]): string {
   L.push(`- Captures: generated, ${int(info.frames)} frames of 60–100 B, pcap (cached in the OS temp directory between runs).`);
   L.push(`- tcprewrite: ${info.tcprewrite.available ? `${info.tcprewrite.version} (${info.tcprewrite.path})` : '**not installed**: the side-by-side comparison was skipped (Debian: `apt-get install tcpreplay`)'}`);
   L.push('');
-  L.push('Run it yourself: `npm run bench` (quick, under two minutes), `npm run bench -- --full` (more rounds, 3M- and 10M-frame runs), `npm run bench -- --help` for the options (`--json FILE`, `--svg DIR`, `--write-md`, ...).');
+  L.push('Run it yourself: `npm run bench` (quick, under two minutes after the build), `npm run bench -- --full` (more rounds, 3M- and 10M-frame runs), `dpemu bench --help` for the options (`--json FILE`, `--svg DIR`, `--write-md`, ...); `dpemu bench` runs the same suite without building first.');
   L.push('');
   L.push('## Targets');
   L.push('');

@@ -49,8 +49,10 @@ const list = (s: string): number[] =>
       return n;
     });
 
+/** How the suite was started, for the usage line and the recorded command (`dpemu bench` says). */
+const INVOKED_AS = process.env.DPEMU_BENCH_AS === 'dpemu bench' ? 'dpemu bench' : 'npm run bench --';
 const program = new Command()
-  .name('npm run bench --')
+  .name(INVOKED_AS)
   .description("dpemu's benchmark suite (no native addon). Default: the quick run (under 2 minutes on a 2-core machine).")
   .option('--full', 'the long run: more rounds and samples, 1M-, 3M- and 10M-frame memory runs')
   .option('--quick', 'the quick run (the default)')
@@ -72,12 +74,12 @@ const program = new Command()
   .addHelpText(
     'after',
     `
-Examples:
-  npm run bench                                 quick run, table on stdout
-  npm run bench -- --full --write-md            long run; rewrite BENCHMARKS.md and bench/*.svg
-  npm run bench -- --json out.json --svg charts/
-  npm run bench -- --only rules,conntrack --conns 1000,1000000
-  npm run bench -- --from-json out.json --write-md   BENCHMARKS.md again from a saved run`,
+Examples (\`npm run bench -- OPTIONS\` builds first, then runs \`dpemu bench OPTIONS\`):
+  dpemu bench                                   quick run, table on stdout
+  dpemu bench --full --write-md                 long run; rewrite BENCHMARKS.md and bench/*.svg
+  dpemu bench --json out.json --svg charts/
+  dpemu bench --only rules,conntrack --conns 1000,1000000
+  dpemu bench --from-json out.json --write-md   BENCHMARKS.md again from a saved run`,
   );
 program.parse();
 const o = program.opts<{
@@ -128,7 +130,7 @@ const t0 = performance.now();
 const log = (s: string): void => {
   process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${s}\n`);
 };
-const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const command = `${INVOKED_AS === 'dpemu bench' ? 'dpemu bench' : 'npm run bench'}${process.argv.length > 2 ? `${INVOKED_AS === 'dpemu bench' ? '' : ' --'} ${process.argv.slice(2).join(' ')}` : ''}`;
 const machine = saved ? saved.machine : describeMachine(REPO_ROOT, command);
 const tcprewrite = saved ? saved.tcprewrite : o.tcprewrite ? tcprewriteInfo() : { available: false, path: '', version: '' };
 const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full ? 5 : 3, minTime: full ? 0 : 0.01, log };

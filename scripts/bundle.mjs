@@ -40,3 +40,21 @@ for (const entry of ['dist/cli/main.js', 'dist/engine/worker.js']) {
     logLevel: 'warning',
   });
 }
+
+// The benchmark suite (`dpemu bench`, `npm run bench`), from its TypeScript sources, into
+// dist/bench/: the runner and the files it starts by URL next to it (the isolated worker, the
+// node cases that worker imports, the RSS probe preloaded into dpemu children). benchmark.js
+// stays a package import (CommonJS, resolved from node_modules at run time).
+await build({
+  absWorkingDir: root,
+  entryPoints: ['native-free-bench/run.ts', 'native-free-bench/isolated-worker.ts', 'native-free-bench/node-cases.ts', 'native-free-bench/rss-probe.ts'],
+  outdir: 'dist/bench',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  external: ['piscina', 'benchmark'],
+  banner: { js: banner },
+  sourcemap: true,
+  logLevel: 'warning',
+});

@@ -1,14 +1,15 @@
 /**
- * The benchmark suite as a product: it builds, runs end to end in a tiny mode, prints its
- * table, writes JSON of the documented shape and SVG charts that parse. Behaviour only: no
- * figure is compared with anything (this machine is shared and noisy).
+ * The benchmark suite as a product: `dpemu bench` (the suite bundled by `npm run build`, which
+ * npm test runs first) runs end to end in a tiny mode, prints its table, writes JSON of the
+ * documented shape and SVG charts that parse. Behaviour only: no figure is compared with
+ * anything (this machine is shared and noisy).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from './support/cli.js';
+import { CLI, ROOT } from './support/cli.js';
 import { xmlProblem } from '../native-free-bench/xml-check.js';
 import { barChart, document, lineChart } from '../native-free-bench/svg.js';
 import { charts, markdown, table } from '../native-free-bench/report.js';
@@ -20,10 +21,9 @@ let info: RunInfo;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'dpemu-bench-test-'));
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.bench.json')], { cwd: ROOT, encoding: 'utf8' });
-  if (tsc.status !== 0) throw new Error(`tsc -p tsconfig.bench.json failed:\n${tsc.stdout}${tsc.stderr}`);
   const args = [
-    join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'),
+    CLI,
+    'bench',
     '--quick',
     '--frames', '2000',
     '--rounds', '1',
@@ -55,7 +55,7 @@ describe('benchmark suite (tiny mode)', () => {
 
   it('--from-json renders a saved run again without measuring: same table, a note that says so', () => {
     const again = join(dir, 'again.json');
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'), '--from-json', join(dir, 'out.json'), '--json', again, '--svg', join(dir, 'charts2')], {
+    const r = spawnSync(process.execPath, [CLI, 'bench', '--from-json', join(dir, 'out.json'), '--json', again, '--svg', join(dir, 'charts2')], {
       cwd: ROOT,
       encoding: 'utf8',
       timeout: 60_000,
@@ -70,7 +70,7 @@ describe('benchmark suite (tiny mode)', () => {
     // The table is the original's but for that note.
     expect(r.stdout.replace(/\nRendered again: .*\n/, '\n')).toBe(run.stdout);
     expect(readdirSync(join(dir, 'charts2')).sort()).toEqual(readdirSync(join(dir, 'charts')).sort());
-    const bad = spawnSync(process.execPath, [join(ROOT, 'dist-bench', 'native-free-bench', 'run.js'), '--from-json', join(dir, 'nothing.json')], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [CLI, 'bench', '--from-json', join(dir, 'nothing.json')], { encoding: 'utf8' });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--from-json: cannot read/);
   });
@@ -91,7 +91,7 @@ describe('benchmark suite (tiny mode)', () => {
     expect(m.cores).toBeGreaterThan(0);
     expect(m.node).toBe(process.version);
     expect(Number.isNaN(Date.parse(m.date))).toBe(false);
-    expect(m.command).toMatch(/^npm run bench -- .*--frames 2000/);
+    expect(m.command).toMatch(/^dpemu bench .*--frames 2000/);
     const sections = new Set(info.results.map((r) => r.section));
     for (const s of ['stage', 'node', 'rules', 'conntrack', 'e2e', 'compare', 'memory']) expect(sections.has(s as never), s).toBe(true);
     const ids = new Set(info.results.map((r) => r.id));
@@ -182,6 +182,16 @@ describe('benchmark suite (tiny mode)', () => {
     }
   });
 
+  it('dpemu bench passes its arguments to the suite: its help, its usage errors and exit code', () => {
+    const help = spawnSync(process.execPath, [CLI, 'bench', '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: dpemu bench \[options\]/);
+    expect(help.stdout).toMatch(/--write-md/);
+    const bad = spawnSync(process.execPath, [CLI, 'bench', '--no-such-option'], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown option '--no-such-option'/);
+  });
+
   it('keeps the capture cache and removes its scratch files', () => {
     const left = readdirSync(join(dir, 'cache'));
     expect(left.some((f) => f.endsWith('.pcap'))).toBe(true);
@@ -190,7 +200,7 @@ describe('benchmark suite (tiny mode)', () => {
 
   it('Ctrl-C ends a run at once, in the middle of a synchronous section; the next run removes its scratch directory', async () => {
     const cache = join(dir, 'cache-sigint');
-    const bench = join(ROOT, 'dist-bench', 'native-free-bench', 'run.js');
+    const bench = join(ROOT, 'dist', 'bench', 'run.js');
     // The rule-match section runs benchmark.js loops for seconds without returning to the event loop.
     const child = spawn(process.execPath, [bench, '--only', 'rules', '--rounds', '3', '--max-time', '0.2', '--tmp', cache], { cwd: ROOT, stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 2500));

@@ -10,6 +10,7 @@ import { runReplay } from './replay.js';
 import { defaultWorkers } from '../engine/pipeline.js';
 import { runInfo } from './info.js';
 import { runTrace } from './trace.js';
+import { runBench } from './bench.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -80,6 +81,15 @@ Examples:
 
 ${EXIT_CODES_HELP}`)
     .action(runTrace);
+
+  program
+    .command('bench')
+    .description('Run the throughput benchmarks (the suite of `npm run bench`); dpemu bench --help for its options')
+    .argument('[options...]', "the suite's options, e.g. --full, --json FILE, --only rules")
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action((args: string[]) => runBench(args));
 
   program
     .command('info')
