@@ -130,7 +130,7 @@ const t0 = performance.now();
 const log = (s: string): void => {
   process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${s}\n`);
 };
-const command = `${INVOKED_AS === 'dpemu bench' ? 'dpemu bench' : 'npm run bench'}${process.argv.length > 2 ? `${INVOKED_AS === 'dpemu bench' ? '' : ' --'} ${process.argv.slice(2).join(' ')}` : ''}`;
+const command = process.argv.length > 2 ? `${INVOKED_AS} ${process.argv.slice(2).join(' ')}` : INVOKED_AS.replace(/ --$/, '');
 const machine = saved ? saved.machine : describeMachine(REPO_ROOT, command);
 const tcprewrite = saved ? saved.tcprewrite : o.tcprewrite ? tcprewriteInfo() : { available: false, path: '', version: '' };
 const microOpts: MicroOptions = { rounds: roundsMicro, maxTime, minSamples: full ? 5 : 3, minTime: full ? 0 : 0.01, log };
