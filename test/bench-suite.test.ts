@@ -192,6 +192,29 @@ describe('benchmark suite (tiny mode)', () => {
     expect(bad.stderr).toMatch(/unknown option '--no-such-option'/);
   });
 
+  it('dpemu bench passes a SIGINT sent to it alone on to the suite, and exits 130', async () => {
+    const cache = join(dir, 'cache-pass');
+    const parent = spawn(process.execPath, [CLI, 'bench', '--only', 'rules', '--rounds', '3', '--max-time', '0.2', '--tmp', cache], { cwd: ROOT, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 2500));
+    // The suite's runner: the child whose command line names this test's scratch directory.
+    const runner = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .find((d) => {
+        try {
+          const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+          return cmd.includes('bench/run.js') && cmd.includes(cache);
+        } catch {
+          return false;
+        }
+      });
+    expect(runner).toBeDefined();
+    parent.kill('SIGINT'); // the parent only, not its process group
+    const code = await new Promise<number | null>((r) => parent.on('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(existsSync(`/proc/${runner}`)).toBe(false);
+  }, 60_000);
+
   it('keeps the capture cache and removes its scratch files', () => {
     const left = readdirSync(join(dir, 'cache'));
     expect(left.some((f) => f.endsWith('.pcap'))).toBe(true);
